@@ -1,0 +1,31 @@
+# `make run`: set up everything on a fresh machine, then run the embedded default cell.
+# `make test`: the same set-up, then the test suite (what CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1
+
+.PHONY: install run test test-fast clean
+
+install: $(STAMP)
+
+# torch first, pinned: an unpinned torch (pulled in by a dependency) is a multi-GB CUDA build on a
+# CPU machine; on a GPU host the same pin takes the CUDA wheel from PyPI.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(OFFLINE) $(PY) -m harness
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs/outputs runs/multirun runs/cache

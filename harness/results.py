@@ -1,0 +1,43 @@
+"""result.json: the record of one cell (the contract fields in DESIGN.md)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
+
+
+@dataclass
+class Result:
+    status: str
+    task: str
+    model: str
+    method: str
+    seed: int
+    config_hash: str
+    primary_metric: str | None = None
+    primary_value: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)          # unrounded, official scale
+    confidence_intervals: dict[str, list[float]] = field(default_factory=dict)
+    untrained_metrics: dict[str, float] = field(default_factory=dict)  # same model, before training
+    cost: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None        # why SKIPPED or FAILED
+    mlflow_run_id: str | None = None
+    data_digest: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    device: str | None = None
+
+    def write(self, out_dir: Path) -> Path:
+        """Atomic write: a reader never sees a half-written result.json."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path, tmp = out_dir / "result.json", out_dir / "result.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

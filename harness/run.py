@@ -1,0 +1,139 @@
+"""One cell of the grid: task x model x method x seed -> Result (result.json + MLflow run).
+
+The pipeline reads top to bottom; every variation comes from config (`_target_`), so there is no
+branching on task, model or method names here.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import transformers
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from harness import cost, provenance
+from harness.compat import method_unsupported
+from harness.config import config_hash, flatten, to_container
+from harness.env import Device, pick_device
+from harness.models import load_model
+from harness.results import FAILED, FINISHED, SKIPPED, Result
+from harness.tracking import Tracker
+from harness.train import train
+
+
+def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Result:
+    """Run one cell. A failing cell never raises: it is recorded as FAILED with its traceback."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker: Tracker = instantiate(cfg.tracker)
+    result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
+                    seed=cfg.seed, config_hash=config_hash(cfg))
+    try:
+        tracker.start(run_name(cfg), provenance.tags(result.config_hash), parent_run_id)
+        result.mlflow_run_id = tracker.run_id
+        _record_config(cfg, out_dir, tracker)
+        _execute(cfg, out_dir, tracker, result)
+    except Exception as err:  # noqa: BLE001 -- any cell failure is recorded, never propagated
+        result.status, result.reason = FAILED, f"{type(err).__name__}: {err}"
+        (out_dir / "traceback.txt").write_text(traceback.format_exc())
+        _safe(tracker.log_artifact, out_dir / "traceback.txt")
+    finally:
+        path = result.write(out_dir)
+        _safe(tracker.log_artifact, path)
+        _safe(tracker.end, result.status)
+    return result
+
+
+def run_name(cfg: DictConfig) -> str:
+    return f"{cfg.task.name}/{cfg.model.name}/{cfg.method.name}/seed{cfg.seed}"
+
+
+def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -> None:
+    transformers.set_seed(cfg.seed)
+    device = pick_device(cfg.device, cfg.precision)
+    result.device = device.name
+    task = instantiate(cfg.task, _convert_="all")
+    splits = task.load_splits()
+    result.data_digest = task.digest(splits)
+    tracker.log_params({"data_digest": result.data_digest})
+    reason = task.unsupported(cfg.model.family) or method_unsupported(
+        cfg.method, cfg.model.family, task.head, device)
+    if reason:
+        result.status, result.reason = SKIPPED, reason
+        return
+
+    model, tokenizer = load_model(cfg.model, cfg.method, task.head, device, task.num_labels)
+    max_length = min(task.max_source_length, cfg.model.max_length)
+    train_rows = _first(splits["train"], cfg.trainer.max_train_examples)
+    test_rows = _first(splits["test"], cfg.trainer.max_eval_examples)
+    collate = transformers.DataCollatorWithPadding(tokenizer)
+    train_features = task.encode(train_rows, tokenizer, max_length)
+    test_features = task.encode(test_rows, tokenizer, max_length)
+
+    def evaluate() -> list:
+        return task.predict(model, test_features, collate, cfg.trainer.eval_batch_size, device)
+
+    if cfg.trainer.eval_before_training:
+        result.untrained_metrics = task.score(test_rows, evaluate())
+        tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
+
+    cost.reset_peak_memory(device.type)
+    stats = train(model, train_features, collate, cfg.trainer, instantiate(cfg.method.optimizer),
+                  device, cfg.seed, log=tracker.log_metrics)
+    predictions = evaluate()
+
+    result.metrics = task.score(test_rows, predictions)
+    result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
+    result.confidence_intervals = _intervals(cfg, task, test_rows, predictions)
+    result.files = {k: str(v) for k, v in task.write_predictions(test_rows, predictions,
+                                                                 out_dir / "predictions").items()}
+    model.save_pretrained(out_dir / "adapter")
+    result.cost = _cost(model, stats, device, out_dir / "adapter")
+    result.status = FINISHED
+    tracker.log_metrics({**result.metrics, **result.cost,
+                         **{f"{k}_ci_low": lo for k, (lo, _) in result.confidence_intervals.items()},
+                         **{f"{k}_ci_high": hi for k, (_, hi) in result.confidence_intervals.items()}})
+    tracker.log_artifact(out_dir / "predictions", "predictions")
+    for name in ("adapter_config.json", "config.json"):
+        if (out_dir / "adapter" / name).exists():
+            tracker.log_artifact(out_dir / "adapter" / name, "adapter")
+
+
+def _intervals(cfg: DictConfig, task, rows: list[dict], predictions: list) -> dict[str, list[float]]:
+    """Bootstrap 95% CI of every metric over the test examples (seeded)."""
+    from metrics.bootstrap import confidence_interval
+
+    found = confidence_interval(task.metric, task.references(rows), list(predictions),
+                                n_resamples=cfg.trainer.bootstrap_resamples, seed=cfg.seed)
+    return {k: [float(lo), float(hi)] for k, (lo, hi) in found.items()}
+
+
+def _cost(model, stats, device: Device, adapter_dir: Path) -> dict[str, float]:
+    return {**cost.parameter_counts(model),
+            "base_weight_bytes": cost.base_weight_bytes(model),
+            "peak_memory_bytes": cost.peak_memory_bytes(device.type),
+            "train_seconds": stats.seconds, "train_steps": stats.steps,
+            "train_tokens": stats.tokens, "tokens_per_second": stats.tokens_per_second,
+            "adapter_bytes": cost.dir_bytes(adapter_dir)}
+
+
+def _record_config(cfg: DictConfig, out_dir: Path, tracker: Tracker) -> None:
+    resolved = to_container(cfg)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    (out_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    tracker.log_params(flatten(resolved))
+    tracker.log_artifact(out_dir / "config.yaml")
+
+
+def _first(rows: list[dict], n: int | None) -> list[dict]:
+    return rows if n is None else rows[:n]
+
+
+def _safe(fn, *args) -> None:
+    """Recording must not mask the cell's own error (a tracker down at the end, say)."""
+    try:
+        fn(*args)
+    except Exception as err:  # noqa: BLE001
+        print(f"[harness] warning: {getattr(fn, '__name__', fn)} failed: {err}")

@@ -1,0 +1,55 @@
+"""Hydra callback for multiruns: one parent MLflow run per sweep, a comparison at the end.
+
+The parent run id is written to `<sweep dir>/parent_run_id`, so cells in other processes (joblib
+launcher) find it. The sweep exits non-zero when any cell FAILED.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from harness import provenance
+from harness.report import comparison
+from harness.results import read
+
+PARENT_FILE = "parent_run_id"
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    path = Path(sweep_dir) / PARENT_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+class SweepCallback(Callback):
+    def __init__(self) -> None:
+        self.tracker = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.tracker = instantiate(config.tracker)
+        overrides = " ".join(config.hydra.overrides.task)
+        self.tracker.start(f"sweep {sweep_dir.name}", {**provenance.tags("sweep"), "sweep_dir": str(sweep_dir),
+                                                       "sweep_overrides": overrides})
+        if self.tracker.run_id:
+            (sweep_dir / PARENT_FILE).write_text(self.tracker.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results = [read(p) for p in sorted(sweep_dir.rglob("result.json"))]
+        table = comparison(results)
+        counts = Counter(r["status"] for r in results)
+        summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("FINISHED", "FAILED", "SKIPPED"))
+        (sweep_dir / "comparison.md").write_text(table + "\n\n" + summary + "\n")
+        print(f"\n== sweep {sweep_dir}: {summary} ==\n{table}")
+        if self.tracker is not None:
+            self.tracker.log_artifact(sweep_dir / "comparison.md")
+            self.tracker.end("FAILED" if counts.get("FAILED") else "FINISHED")
+        if counts.get("FAILED"):
+            sys.exit(1)

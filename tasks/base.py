@@ -1,0 +1,95 @@
+"""What every task shares: where its rows come from and how they are validated.
+
+A task is data (its YAML in conf/task/); the classes here only turn that data into rows, features,
+predictions in the official file format, and scores from `metrics`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from tasks import DATA_DIR
+from tasks.schema import DataError, read_jsonl, validate_row
+from tasks.splits import derive_splits
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    metric: str
+    primary_metric: str
+    schema: Mapping[str, str]
+    source: Mapping[str, Any]
+    id_field: str | None = None
+    data_dir: str | None = None
+    allowed_values: Mapping[str, list] = field(default_factory=dict)
+    max_source_length: int = 256
+    max_target_length: int = 128
+    families: tuple[str, ...] = ("encoder", "decoder", "seq2seq")
+    required_splits: tuple[str, ...] = ("train", "test")
+
+    def unsupported(self, family: str) -> str | None:
+        """Why this task cannot run on a model family, or None when it can."""
+        if family not in self.families:
+            return f"task {self.name} ({self.kind}) needs a model family in {list(self.families)}, got {family}"
+        return None
+
+    # ---- data ------------------------------------------------------------------------------
+    def load_splits(self) -> dict[str, list[dict]]:
+        """Rows per split, validated: task.data_dir, else the hub (when online), else shipped data."""
+        if self.data_dir:
+            splits = self._from_dir(Path(self.data_dir).expanduser())
+        elif os.environ.get("HF_DATASETS_OFFLINE") != "1" and self.source.get("hf_id"):
+            splits = self._from_hub()
+        else:
+            splits = self._shipped()
+        for name in self.required_splits:
+            if not splits.get(name):
+                raise DataError(f"task {self.name}: split {name!r} is missing or empty; "
+                                f"expected {name}.jsonl with at least one row")
+        return splits
+
+    def _read(self, path: Path) -> list[dict]:
+        return read_jsonl(path, self.schema, self.id_field, self.allowed_values)
+
+    def _from_dir(self, root: Path) -> dict[str, list[dict]]:
+        if not root.is_dir():
+            raise DataError(f"task.data_dir={root}: not a directory; expected a folder with "
+                            f"{', '.join(s + '.jsonl' for s in SPLITS)}")
+        return {s: self._read(root / f"{s}.jsonl") for s in SPLITS if (root / f"{s}.jsonl").exists()}
+
+    def _from_hub(self) -> dict[str, list[dict]]:
+        import datasets  # imported here: offline runs never touch it
+
+        ds = datasets.load_dataset(self.source["hf_id"], self.source.get("hf_config"))
+        out = {}
+        for split in SPLITS:
+            if split in ds:
+                where = f"{self.source['hf_id']}[{split}]"
+                out[split] = [validate_row(dict(r), self.schema, f"{where} row {i}", self.allowed_values)
+                              for i, r in enumerate(ds[split])]
+        return out
+
+    def _shipped(self) -> dict[str, list[dict]]:
+        root = DATA_DIR / self.source["shipped"]
+        derive = self.source.get("derive")
+        if derive:
+            rows = self._read(root / derive["file"])
+            return derive_splits(rows, derive["by"], derive["fractions"])
+        return {s: self._read(root / f"{s}.jsonl") for s in SPLITS if (root / f"{s}.jsonl").exists()}
+
+    @staticmethod
+    def digest(splits: Mapping[str, list[dict]]) -> str:
+        """A short content digest of the rows actually used, for provenance tags."""
+        h = hashlib.sha256()
+        for name in sorted(splits):
+            h.update(name.encode())
+            for row in splits[name]:
+                h.update(repr(sorted(row.items())).encode("utf-8"))
+        return h.hexdigest()[:16]

@@ -1,0 +1,52 @@
+"""Classification of one text or a pair of texts (clone detection, defect detection, WebQuery)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import metrics
+from tasks.base import Task
+
+
+@dataclass
+class ClassificationTask(Task):
+    text_fields: Sequence[str] = ("func",)
+    label_field: str = "target"
+    labels: Sequence = (False, True)
+    prediction_line: str = "{id}\t{prediction}"   # the official predictions file, one row per line
+    gold_line: str = "{id}\t{label}"              # the official answers file
+    head: str = "sequence_classification"
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def encode(self, rows: list[dict], tokenizer, max_length: int) -> list[dict]:
+        """Token ids per row (one text, or a pair truncated longest-first) with the label index."""
+        texts = [[row[f] for row in rows] for f in self.text_fields]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length)
+        labels = [list(self.labels).index(row[self.label_field]) for row in rows]
+        return [{"input_ids": ids, "attention_mask": mask, "labels": y}
+                for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels)]
+
+    def references(self, rows: list[dict]) -> list[int]:
+        return [list(self.labels).index(row[self.label_field]) for row in rows]
+
+    def score(self, rows: list[dict], predictions: list[int]) -> dict[str, float]:
+        return metrics.compute(self.metric, self.references(rows), list(predictions))
+
+    def write_predictions(self, rows: list[dict], predictions: list[int], out_dir: Path) -> dict[str, Path]:
+        """Predictions and gold answers in the official CodeXGLUE text format of the task."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pred_path, gold_path = out_dir / "predictions.txt", out_dir / "answers.txt"
+        pred_path.write_text("".join(self.prediction_line.format(**row, prediction=p) + "\n"
+                                     for row, p in zip(rows, predictions)))
+        gold_path.write_text("".join(self.gold_line.format(**row, label=y) + "\n"
+                                     for row, y in zip(rows, self.references(rows))))
+        return {"predictions": pred_path, "gold": gold_path}
+
+    def predict(self, model, features: list[dict], collate, batch_size: int, device) -> list[int]:
+        from harness.predict import predict_classes
+
+        return predict_classes(model, features, collate, batch_size, device)

@@ -1,0 +1,43 @@
+"""Tests run offline, on the CPU, with tiny models built from configs and the shipped real data."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+    os.environ[var] = "1"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory):
+    """Built tokenizers and random-init models are shared by every test of the session."""
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in an empty directory: runs/, the MLflow store and artefacts land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def compose(overrides: list[str] | None = None):
+    """The config a user gets from `python -m harness <overrides>`."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from harness.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides or [], return_hydra_config=False)
+
+
+def harness_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
