@@ -6,6 +6,7 @@ from pathlib import Path
 
 import harness  # noqa: F401 -- sets the offline defaults before any Hugging Face import
 import hydra
+import transformers
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -17,6 +18,8 @@ from harness.run import run
 from harness.sweep import parent_run_id
 
 register_resolvers()
+transformers.logging.set_verbosity_error()   # load reports and progress bars drown the summary
+transformers.utils.logging.disable_progress_bar()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

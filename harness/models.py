@@ -68,14 +68,13 @@ def materialize(model_cfg: DictConfig, tokenizer) -> str:
 
 
 def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device: Device,
-               num_labels: int | None = None):
+               head_kwargs: dict[str, Any] | None = None):
     """Returns (model with the method attached, tokenizer)."""
     tokenizer = load_tokenizer(model_cfg)
     path = model_cfg.path or materialize(model_cfg, tokenizer)
     spec = HEADS[head]
     kwargs: dict[str, Any] = {"dtype": torch.float32, "device_map": {"": device.type}}
-    if num_labels is not None:
-        kwargs.update(num_labels=num_labels, pad_token_id=tokenizer.pad_token_id)
+    kwargs.update(head_kwargs or {}, pad_token_id=tokenizer.pad_token_id)
     if method_cfg.quantization is not None:
         kwargs["quantization_config"] = instantiate(
             method_cfg.quantization, bnb_4bit_compute_dtype=device.dtype,

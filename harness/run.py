@@ -58,22 +58,22 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     splits = task.load_splits()
     result.data_digest = task.digest(splits)
     tracker.log_params({"data_digest": result.data_digest})
-    reason = task.unsupported(cfg.model.family) or method_unsupported(
-        cfg.method, cfg.model.family, task.head, device)
+    family = cfg.model.family
+    reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device)
     if reason:
         result.status, result.reason = SKIPPED, reason
         return
 
-    model, tokenizer = load_model(cfg.model, cfg.method, task.head, device, task.num_labels)
+    model, tokenizer = load_model(cfg.model, cfg.method, task.head(family), device, task.model_kwargs())
     max_length = min(task.max_source_length, cfg.model.max_length)
     train_rows = _first(splits["train"], cfg.trainer.max_train_examples)
     test_rows = _first(splits["test"], cfg.trainer.max_eval_examples)
-    collate = transformers.DataCollatorWithPadding(tokenizer)
-    train_features = task.encode(train_rows, tokenizer, max_length)
-    test_features = task.encode(test_rows, tokenizer, max_length)
+    collate = task.collator(tokenizer, family)
+    train_features = task.encode(train_rows, tokenizer, family, max_length)
+    test_features = task.encode(test_rows, tokenizer, family, max_length)
 
     def evaluate() -> list:
-        return task.predict(model, test_features, collate, cfg.trainer.eval_batch_size, device)
+        return task.predict(model, tokenizer, test_features, collate, cfg.trainer, device)
 
     if cfg.trainer.eval_before_training:
         result.untrained_metrics = task.score(test_rows, evaluate())
@@ -81,7 +81,7 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
 
     cost.reset_peak_memory(device.type)
     stats = train(model, train_features, collate, cfg.trainer, instantiate(cfg.method.optimizer),
-                  device, cfg.seed, log=tracker.log_metrics)
+                  device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss)
     predictions = evaluate()
 
     result.metrics = task.score(test_rows, predictions)

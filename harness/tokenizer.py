@@ -34,8 +34,10 @@ def _corpus(files: list[Path], max_chars: int):
                 return
 
 
-def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_length: int = 1024) -> PreTrainedTokenizerFast:
-    """Train (once) and load a byte-level BPE tokenizer on the shipped code samples."""
+def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_length: int = 1024,
+             append_eos: bool = False) -> PreTrainedTokenizerFast:
+    """Train (once) and load a byte-level BPE tokenizer on the shipped code samples.
+    append_eos: end every sequence with </s>, as T5-style models expect."""
     from tokenizers import ByteLevelBPETokenizer
 
     files = sorted(p for p in DATA_DIR.rglob("*.jsonl") if "pool" not in p.name)
@@ -49,4 +51,12 @@ def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_lengt
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         bpe.save(str(tmp))
         tmp.replace(path)  # atomic: parallel cells never read a half-written file
-    return PreTrainedTokenizerFast(tokenizer_file=str(path), model_max_length=model_max_length, **SPECIAL)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), model_max_length=model_max_length, **SPECIAL)
+    if append_eos:
+        from tokenizers.processors import TemplateProcessing
+
+        eos = SPECIAL["eos_token"]
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+            special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))])
+    return tokenizer

@@ -40,9 +40,18 @@ def mlflow_experiment(uri: str, experiment: str, artifact_root: str) -> str:
     return mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}")
 
 
+def absolute_uri(uri: str) -> str:
+    """sqlite:///runs/mlflow.db is relative to the working directory: pin it now, since MLflow
+    caches stores by URI string and a later chdir would otherwise reuse the wrong file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 class MlflowTracker:
     def __init__(self, uri: str, experiment: str, artifact_root: str):
-        self.uri, self.experiment, self.artifact_root = uri, experiment, artifact_root
+        self.uri, self.experiment, self.artifact_root = absolute_uri(uri), experiment, artifact_root
         self.run_id: str | None = None
         self._client = None
 
@@ -50,6 +59,8 @@ class MlflowTracker:
         from mlflow import MlflowClient
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         experiment_id = mlflow_experiment(self.uri, self.experiment, self.artifact_root)
         self._client = MlflowClient(self.uri)
         tags = {**tags, MLFLOW_RUN_NAME: run_name}

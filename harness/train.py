@@ -31,9 +31,15 @@ class TrainStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def model_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """The loss a Hugging Face head computes from `labels` in the batch (tasks may supply another)."""
+    return model(**batch).loss
+
+
 def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: DictConfig,
           make_optimizer: Callable, device: Device, seed: int,
-          log: Callable[[dict, int], None] = lambda metrics, step: None) -> TrainStats:
+          log: Callable[[dict, int], None] = lambda metrics, step: None,
+          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = model_loss) -> TrainStats:
     """Train for cfg.epochs (or cfg.max_steps optimizer steps); log the loss every cfg.log_every steps."""
     loader = DataLoader(features, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(seed))
@@ -48,7 +54,7 @@ def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: 
         for i, batch in enumerate(loader):
             batch = {k: v.to(device.type) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=device.dtype, enabled=device.autocast):
-                loss = model(**batch).loss
+                loss = loss_fn(model, batch)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss.item()} at step {stats.steps}; "
                                        "lower the learning rate (method.optimizer.lr) or check the data")

@@ -40,6 +40,10 @@ class Task:
             return f"task {self.name} ({self.kind}) needs a model family in {list(self.families)}, got {family}"
         return None
 
+    def loss(self, model, batch: dict):
+        """Training loss of one batch; the head's own loss unless a task kind needs another."""
+        return model(**batch).loss
+
     # ---- data ------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, list[dict]]:
         """Rows per split, validated: task.data_dir, else the hub (when online), else shipped data."""

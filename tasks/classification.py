@@ -15,14 +15,20 @@ class ClassificationTask(Task):
     label_field: str = "target"
     labels: Sequence = (False, True)
     prediction_line: str = "{id}\t{prediction}"   # the official predictions file, one row per line
-    gold_line: str = "{id}\t{label}"              # the official answers file
-    head: str = "sequence_classification"
+    gold_line: str = "{id}\t{gold}"               # the official answers file
 
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels)
+    def head(self, family: str) -> str:
+        return "sequence_classification"
 
-    def encode(self, rows: list[dict], tokenizer, max_length: int) -> list[dict]:
+    def model_kwargs(self) -> dict:
+        return {"num_labels": len(self.labels)}
+
+    def collator(self, tokenizer, family: str):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def encode(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
         """Token ids per row (one text, or a pair truncated longest-first) with the label index."""
         texts = [[row[f] for row in rows] for f in self.text_fields]
         enc = tokenizer(*texts, truncation=True, max_length=max_length)
@@ -42,11 +48,11 @@ class ClassificationTask(Task):
         pred_path, gold_path = out_dir / "predictions.txt", out_dir / "answers.txt"
         pred_path.write_text("".join(self.prediction_line.format(**row, prediction=p) + "\n"
                                      for row, p in zip(rows, predictions)))
-        gold_path.write_text("".join(self.gold_line.format(**row, label=y) + "\n"
+        gold_path.write_text("".join(self.gold_line.format(**row, gold=y) + "\n"
                                      for row, y in zip(rows, self.references(rows))))
         return {"predictions": pred_path, "gold": gold_path}
 
-    def predict(self, model, features: list[dict], collate, batch_size: int, device) -> list[int]:
+    def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[int]:
         from harness.predict import predict_classes
 
-        return predict_classes(model, features, collate, batch_size, device)
+        return predict_classes(model, features, collate, trainer.eval_batch_size, device)

@@ -12,14 +12,21 @@ CONF = ROOT / "conf"
 
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
     os.environ[var] = "1"
-os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory):
-    """Built tokenizers and random-init models are shared by every test of the session."""
-    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    """Built tokenizers and random-init models are shared by every test of the session, and so is
+    one MLflow store: MLflow 3 keeps one sqlite store per process, whatever the URI says."""
+    root = tmp_path_factory.mktemp("session")
+    os.environ["HARNESS_CACHE_DIR"] = str(root / "cache")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
     yield
+
+
+def subprocess_env() -> dict[str, str]:
+    """A child process gets its own MLflow store in its working directory (runs/mlflow.db)."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
 @pytest.fixture

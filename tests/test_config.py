@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from hydra.utils import instantiate
 
-from conftest import CONF, ROOT, compose, harness_cmd
+from conftest import CONF, ROOT, compose, harness_cmd, subprocess_env
 from harness.env import pick_device
 from harness.models import load_model, load_tokenizer
 
@@ -39,14 +39,14 @@ def test_model_composes_and_loads_offline(model):
     cfg = compose([f"model={model}", "method=lora"])
     tokenizer = load_tokenizer(cfg.model)
     assert tokenizer("def f(x): return x")["input_ids"]
-    net, _ = load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), num_labels=2)
+    net, _ = load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), {"num_labels": 2})
     assert sum(p.numel() for p in net.parameters() if p.requires_grad) > 0
 
 
 @pytest.mark.parametrize("method", options("method"))
 def test_method_composes_and_attaches(method):
     cfg = compose([f"method={method}", "model=tiny_bert"])
-    net, _ = load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), num_labels=2)
+    net, _ = load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), {"num_labels": 2})
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = sum(p.numel() for p in net.parameters())
     assert 0 < trainable <= total
@@ -75,7 +75,8 @@ def test_qlora_extends_lora_by_defaults():
 
 
 def test_unknown_option_lists_the_available_ones():
-    proc = subprocess.run(harness_cmd("method=nope"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(harness_cmd("method=nope"), cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode != 0
     assert "Could not find 'method/nope'" in proc.stderr
     for name in ("full", "lora", "qlora"):

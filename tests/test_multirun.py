@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import harness_cmd
+from conftest import harness_cmd, subprocess_env
 
 
 def test_multirun_lora_qlora_under_one_parent(in_tmp):
     proc = subprocess.run(
         harness_cmd("-m", "method=lora,qlora", "model=tiny_bert", "trainer=smoke"),
-        cwd=in_tmp, capture_output=True, text=True, timeout=600)
+        cwd=in_tmp, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted(in_tmp.glob("runs/multirun/*/*/result.json"))
     records = [json.loads(p.read_text()) for p in results]
@@ -25,7 +25,7 @@ def test_multirun_lora_qlora_under_one_parent(in_tmp):
 
     from mlflow import MlflowClient
 
-    client = MlflowClient("sqlite:///runs/mlflow.db")
+    client = MlflowClient(f"sqlite:///{in_tmp}/runs/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("codexglue").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

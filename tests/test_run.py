@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_cell_is_recorded_in_mlflow(in_tmp):
 
     cfg = compose(["model=tiny_bert", "trainer=smoke"])
     result = run(cfg, in_tmp / "cell")
-    client = MlflowClient("sqlite:///runs/mlflow.db")
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     recorded = client.get_run(result.mlflow_run_id)
     assert recorded.info.status == "FINISHED"
     assert recorded.info.run_name == "clone_bcb/tiny_bert/lora/seed0"
@@ -52,7 +53,8 @@ def test_cell_is_recorded_in_mlflow(in_tmp):
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"result.json", "config.yaml", "predictions"} <= artifacts
     # artifacts are kept under runs/, not in ./mlruns
-    assert (in_tmp / "runs" / "mlartifacts").is_dir() and not (in_tmp / "mlruns").exists()
+    location = client.get_experiment_by_name("codexglue").artifact_location
+    assert location.endswith("runs/mlartifacts/codexglue") and not (in_tmp / "mlruns").exists()
 
 
 def test_bad_data_fails_before_training_and_is_not_finished(in_tmp):

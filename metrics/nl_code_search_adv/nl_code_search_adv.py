@@ -1,0 +1,12 @@
+"""evaluate module: CodeXGLUE nl_code_search_adv, delegating to metrics.compute (see metrics/hf_evaluate.py)."""
+import evaluate
+
+from metrics.hf_evaluate import metric_info, run
+
+
+class NlCodeSearchAdv(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return metric_info("nl_code_search_adv")
+
+    def _compute(self, predictions, references, **kwargs):
+        return run("nl_code_search_adv", predictions, references, **kwargs)

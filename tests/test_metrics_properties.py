@@ -1,0 +1,188 @@
+"""Cross-checks of the metrics against their definitions: hand-computed cases and property tests."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metrics import METRIC_KEYS, compute, round_official, round_value
+from metrics.bleu import code_to_text_bleu, corpus_bleu, nist_normalize
+from metrics.completion import fuzz_ratio, post_process
+from metrics.retrieval import gold_ranks, rank_by_similarity
+
+FAST = settings(max_examples=60, deadline=None)
+tokens = st.lists(st.sampled_from(list("abcde")), min_size=1, max_size=12)
+
+
+def ref_compute_bleu(refs: list[list[str]], hyps: list[list[str]]) -> float:
+    """Direct transcription of the TF-NMT definition, smooth=True, max_order=4."""
+    m, p, rl, hl = [0] * 4, [0] * 4, 0, 0
+    for r, h in zip(refs, hyps):
+        rl += len(r)
+        hl += len(h)
+        for n in range(1, 5):
+            hc = Counter(tuple(h[i:i + n]) for i in range(len(h) - n + 1))
+            rc = Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
+            m[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+            p[n - 1] += max(len(h) - n + 1, 0)
+    prec = [(a + 1) / (b + 1) for a, b in zip(m, p)]
+    geo = math.exp(sum(math.log(x) / 4 for x in prec))
+    ratio = hl / rl
+    return 100 * geo * (1.0 if ratio > 1 else math.exp(1 - 1 / ratio))
+
+
+@FAST
+@given(st.lists(st.tuples(tokens, tokens), min_size=1, max_size=6))
+def test_corpus_bleu_matches_definition(pairs):
+    refs = [r for r, _ in pairs]
+    hyps = [h for _, h in pairs]
+    ours = corpus_bleu([" ".join(r) for r in refs], [" ".join(h) for h in hyps])
+    assert ours == pytest.approx(ref_compute_bleu(refs, hyps), rel=1e-12)
+
+
+def test_corpus_bleu_hand_case():
+    # identical 4-token pair: every precision (k+1)/(k+1)=1 -> 100; BLEU of "a b" vs "a b c d":
+    assert corpus_bleu(["a b c d"], ["a b c d"]) == pytest.approx(100.0)
+    # matches 2,1,0,0 of possible 2,1,0,0 -> precisions 1,1,1,1, bp = exp(1 - 4/2)
+    assert corpus_bleu(["a b c d"], ["a b"]) == pytest.approx(100 * math.exp(-1))
+
+
+@FAST
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=40))
+def test_prf_matches_sklearn(pairs):
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+    import warnings
+    y, p = [int(a) for a, _ in pairs], [int(b) for _, b in pairs]
+    out = compute("nl_code_search_webquery", y, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert out["f1"] == f1_score(y, p)
+        assert out["precision"] == precision_score(y, p)
+        assert out["recall"] == recall_score(y, p)
+    assert out["accuracy"] == accuracy_score(y, p)
+
+
+def test_bool_targets_equal_ints():
+    assert compute("defect_detection", [True, False, True], [1, 0, 0])["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_mrr_hand_computed():
+    # gold ranks 1, 3, absent -> (1 + 1/3 + 0) / 3
+    out = compute("nl_code_search_adv", [5, 7, 9], [[5, 1], [1, 2, 7], [1, 2]])
+    assert out["mrr"] == pytest.approx((1 + 1 / 3) / 3)
+
+
+def test_map_at_r_hand_computed():
+    # labels a a a b b b: item 0 (R=2) ranked [1, 3] -> (1/1)/2 = 0.5 ; item 1 ranked [3, 0] -> (1/2)/2
+    labels = ["a", "a", "a", "b", "b", "b"]
+    preds = [[1, 3], [3, 0], [0, 1], [4, 5], [3, 4], [0, 3]]
+    per = [0.5, 0.25, 1.0, 1.0, 0.5, (1 / 2) / 2]
+    assert compute("clone_detection_poj104", labels, preds)["map_at_r"] == pytest.approx(np.mean(per))
+    with pytest.raises(ValueError, match="exactly R"):
+        compute("clone_detection_poj104", labels, [[1]] + preds[1:])
+
+
+def test_token_accuracy_skips_special_gold_tokens():
+    out = compute("code_completion_token", [["<s>", "a", "<EOL>", "b", "</s>", "<pad>"]], [["x", "a", "y", "c", "z", "w"]])
+    assert out == {"token_accuracy": 50.0, "total_tokens": 2}
+    with pytest.raises(ValueError, match="token count"):
+        compute("code_completion_token", [["a", "b"]], [["a"]])
+
+
+@FAST
+@given(st.text(alphabet="ab c<>", max_size=12), st.text(alphabet="ab c<>", max_size=12))
+def test_edit_sim_is_levenshtein_ratio_half_even(a, b):
+    from rapidfuzz.distance import Indel
+    if a == b:
+        expect = 100
+    elif not a or not b:
+        expect = 0
+    else:
+        expect = round(100 * Indel.normalized_similarity(a, b))  # Python round: half to even
+    assert fuzz_ratio(a, b) == expect
+
+
+def test_edit_sim_half_even_case():
+    # lensum 8, distance 3 -> ratio 0.625 -> 62.5 -> 62 (half to even), not 63
+    assert fuzz_ratio("abcd", "abce") == 75
+    assert fuzz_ratio("aaaa", "aaab") == 75
+    assert fuzz_ratio("a", "") == 0 and fuzz_ratio("", "") == 100
+    assert round(100 * (8 - 3) / 8) == 62
+
+
+def test_line_post_processing():
+    assert post_process('x = <NUM_LIT> + <NUM_LIT:5> + "<STR_LIT>" + <STR_LIT:hi>') == 'x = 0 + 5 + "" + hi'
+    out = compute("code_completion_line", ["a = <NUM_LIT:1>"], ["a = 1 "])
+    assert out == {"exact_match": 100.0, "edit_sim": 100.0}
+
+
+def test_code_to_text_normalisation_and_skips():
+    assert nist_normalize("A &quot;b&quot; 1.5, x.y") == ['a', '"', 'b', '"', '1.5', ',', 'x', '.', 'y']
+    out = code_to_text_bleu(["returns the value", ["a b", "c d"]], ["Returns the value", None])
+    assert out["total"] == 1 and out["skipped"] == 1
+    assert out["bleu"] == pytest.approx(100.0)
+
+
+def test_code_to_text_empty_prediction_is_not_zero():
+    out = code_to_text_bleu(["one two three"], [""])
+    # log bleu = (log(tiny) - log(tiny) + 3*(log 1 - log 1))/4 + (1 - 4/1) -> exp(-3)
+    assert out["bleu"] == pytest.approx(100 * math.exp(-3))
+
+
+def test_generation_exact_match_variants():
+    refs, preds = ["a  b"], ["a b"]
+    assert compute("code_refinement", refs, preds)["exact_match"] == 0.0  # internal whitespace matters
+    assert compute("text_to_code", refs, preds)["exact_match"] == 100.0  # token lists
+
+
+def test_rounding_official():
+    assert round_value("bleu", 79.025) == round(79.025, 2)
+    assert round_value("map_at_r", 0.58335) == float(np.round(np.float64(0.58335), 4))
+    assert round_official("code_to_text", {"bleu": 9.554726113590661})["bleu"] == 9.554726113590661
+    assert set(METRIC_KEYS) == {
+        "clone_detection_big_clone_bench", "clone_detection_poj104", "defect_detection", "code_completion_token",
+        "code_completion_line", "code_refinement", "code_to_code_trans", "text_to_code", "code_to_text",
+        "nl_code_search_adv", "nl_code_search_webquery"}
+
+
+def test_rank_by_similarity_matches_dense_argsort():
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(37, 8)), rng.normal(size=(101, 8))
+    full = np.argsort(-(q.astype(np.float32) @ c.astype(np.float32).T), axis=1, kind="stable")
+    assert (rank_by_similarity(q, c, top_k=None, chunk_size=10) == full).all()
+    assert (rank_by_similarity(q, c, top_k=5, chunk_size=7) == full[:, :5]).all()
+    gold = rng.integers(0, 101, size=37)
+    ranks = gold_ranks(q, c, gold, chunk_size=9)
+    assert (ranks == np.argmax(full == gold[:, None], axis=1) + 1).all()
+
+
+def test_codebleu_identical_pair_is_one():
+    code = "public int f ( int a ) { int b = a + 1 ; return b ; }"
+    out = compute("code_refinement", [code], [code], lang="java")
+    for k in ("codebleu", "ngram_match", "weighted_ngram_match", "syntax_match", "dataflow_match"):
+        assert out[k] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("lang,code", [
+    ("python", "def f(a):\n    b = a + 1\n    return b"),
+    ("c_sharp", "public int F(int a){int b = a + 1; return b;}"),
+    ("javascript", "function f(a) { let b = a + 1; return b; }"),
+    ("go", "func f(a int) int { b := a + 1; return b }"),
+    ("php", "<?php function f($a) { $b = $a + 1; return $b; }"),
+    ("ruby", "def f(a)\n  b = a + 1\n  b\nend"),
+])
+def test_codebleu_other_languages(lang, code):
+    out = compute("code_to_code_trans", [code], [code.replace("1", "2")], lang=lang)
+    # a changed literal keeps every AST shape (s-expressions hold no leaf text) but not the n-grams
+    assert 0 < out["codebleu"] < 1 and out["ngram_match"] < 1 and out["syntax_match"] == 1.0
+
+
+def test_codebleu_comments_removed_with_java_rules():
+    # a // comment in the candidate is removed before parsing: syntax unchanged
+    a = compute("code_refinement", ["int f ( ) { return 1 ; }"], ["int f ( ) { return 1 ; }"], lang="java")
+    b = compute("code_refinement", ["int f ( ) { return 1 ; }"], ["int f ( ) { /* x */ return 1 ; }"], lang="java")
+    assert a["syntax_match"] == b["syntax_match"] == 1.0
