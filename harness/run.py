@@ -81,7 +81,8 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
 
     cost.reset_peak_memory(device.type)
     stats = train(model, train_features, collate, cfg.trainer, instantiate(cfg.method.optimizer),
-                  device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss)
+                  device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss,
+                  step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()))
     predictions = evaluate()
 
     result.metrics = task.score(test_rows, predictions)

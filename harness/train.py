@@ -39,8 +39,12 @@ def model_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: DictConfig,
           make_optimizer: Callable, device: Device, seed: int,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
-          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = model_loss) -> TrainStats:
-    """Train for cfg.epochs (or cfg.max_steps optimizer steps); log the loss every cfg.log_every steps."""
+          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = model_loss,
+          step_hooks: tuple[Callable[[torch.nn.Module, int, int], None], ...] = ()) -> TrainStats:
+    """Train for cfg.epochs (or cfg.max_steps optimizer steps); log the loss every cfg.log_every steps.
+
+    step_hooks: called as hook(model, step, total_steps) after each optimizer step, before the
+    gradients are cleared; a method's YAML names them (AdaLoRA's rank allocation, say)."""
     loader = DataLoader(features, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(seed))
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
@@ -67,8 +71,10 @@ def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: 
             torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             stats.steps += 1
+            for hook in step_hooks:
+                hook(model, stats.steps, total)
+            optimizer.zero_grad(set_to_none=True)
             if stats.steps % cfg.log_every == 0 or stats.steps == total:
                 stats.losses.append(sum(window) / len(window))
                 log({"train_loss": stats.losses[-1], "lr": scheduler.get_last_lr()[0]}, stats.steps)
