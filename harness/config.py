@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
-NOT_HASHED = ("tracker", "rerun", "device", "hydra")
+NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir")
 
 
 def packaged_model_path(module: str) -> str:

@@ -20,7 +20,7 @@ from harness.env import Device, pick_device
 from harness.models import load_model
 from harness.results import FAILED, FINISHED, SKIPPED, Result
 from harness.tracking import Tracker
-from harness.train import train
+from harness.train import discard_checkpoint, train
 
 
 def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Result:
@@ -30,8 +30,15 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
     tracker: Tracker = instantiate(cfg.tracker)
     result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
                     seed=cfg.seed, config_hash=config_hash(cfg))
+    previous = tracker.previous(result.config_hash)
+    if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
+        result.status, result.mlflow_run_id = SKIPPED, previous.finished
+        result.reason = f"already FINISHED as MLflow run {previous.finished}; rerun=true runs it again"
+        result.write(out_dir)
+        return result
     try:
-        tracker.start(run_name(cfg), provenance.tags(result.config_hash), parent_run_id)
+        tags = {**provenance.tags(result.config_hash), "cell": cell_name(cfg), "seed": str(cfg.seed)}
+        tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
         _record_config(cfg, out_dir, tracker)
         _execute(cfg, out_dir, tracker, result)
@@ -46,8 +53,13 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
     return result
 
 
+def cell_name(cfg: DictConfig) -> str:
+    """The cell without its seed: seed replicas share it (tag `cell`), so the UI can group them."""
+    return f"{cfg.task.name}/{cfg.model.name}/{cfg.method.name}"
+
+
 def run_name(cfg: DictConfig) -> str:
-    return f"{cfg.task.name}/{cfg.model.name}/{cfg.method.name}/seed{cfg.seed}"
+    return f"{cell_name(cfg)}/seed{cfg.seed}"
 
 
 def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -> None:
@@ -57,7 +69,9 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     task = instantiate(cfg.task, _convert_="all")
     splits = task.load_splits()
     result.data_digest = task.digest(splits)
-    tracker.log_params({"data_digest": result.data_digest})
+    tracker.set_tags({"data_digest": result.data_digest})
+    for split in ("train", "test"):
+        tracker.log_dataset(f"{task.name}/{split}", task.source_uri(), task.digest({split: splits[split]}), split)
     family = cfg.model.family
     reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device)
     if reason:
@@ -70,7 +84,7 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     test_rows = _first(splits["test"], cfg.trainer.max_eval_examples)
     collate = task.collator(tokenizer, family)
     train_features = task.encode(train_rows, tokenizer, family, max_length)
-    test_features = task.encode(test_rows, tokenizer, family, max_length)
+    test_features = task.encode(test_rows, tokenizer, family, max_length, for_training=False)
 
     def evaluate() -> list:
         return task.predict(model, tokenizer, test_features, collate, cfg.trainer, device)
@@ -80,19 +94,23 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
         tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
 
     cost.reset_peak_memory(device.type)
+    checkpoints = Path(cfg.checkpoint_dir) / result.config_hash
     stats = train(model, train_features, collate, cfg.trainer, instantiate(cfg.method.optimizer),
                   device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss,
-                  step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()))
+                  step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()),
+                  checkpoint_dir=checkpoints)
     predictions = evaluate()
 
     result.metrics = task.score(test_rows, predictions)
     result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
-    result.confidence_intervals = _intervals(cfg, task, test_rows, predictions)
+    result.confidence_intervals = task.confidence_intervals(test_rows, predictions,
+                                                            cfg.trainer.bootstrap_resamples, cfg.seed)
     result.files = {k: str(v) for k, v in task.write_predictions(test_rows, predictions,
                                                                  out_dir / "predictions").items()}
     model.save_pretrained(out_dir / "adapter")
     result.cost = _cost(model, stats, device, out_dir / "adapter")
     result.status = FINISHED
+    discard_checkpoint(checkpoints)
     tracker.log_metrics({**result.metrics, **result.cost,
                          **{f"{k}_ci_low": lo for k, (lo, _) in result.confidence_intervals.items()},
                          **{f"{k}_ci_high": hi for k, (_, hi) in result.confidence_intervals.items()}})
@@ -102,20 +120,12 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
             tracker.log_artifact(out_dir / "adapter" / name, "adapter")
 
 
-def _intervals(cfg: DictConfig, task, rows: list[dict], predictions: list) -> dict[str, list[float]]:
-    """Bootstrap 95% CI of every metric over the test examples (seeded)."""
-    from metrics.bootstrap import confidence_interval
-
-    found = confidence_interval(task.metric, task.references(rows), list(predictions),
-                                n_resamples=cfg.trainer.bootstrap_resamples, seed=cfg.seed)
-    return {k: [float(lo), float(hi)] for k, (lo, hi) in found.items()}
-
-
 def _cost(model, stats, device: Device, adapter_dir: Path) -> dict[str, float]:
     return {**cost.parameter_counts(model),
             "base_weight_bytes": cost.base_weight_bytes(model),
             "peak_memory_bytes": cost.peak_memory_bytes(device.type),
             "train_seconds": stats.seconds, "train_steps": stats.steps,
+            "resumed_from_step": stats.resumed_from_step,
             "train_tokens": stats.tokens, "tokens_per_second": stats.tokens_per_second,
             "adapter_bytes": cost.dir_bytes(adapter_dir)}
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import metrics
 from tasks import DATA_DIR
 from tasks.schema import DataError, read_jsonl, validate_row
 from tasks.splits import derive_splits
@@ -33,6 +34,7 @@ class Task:
     max_target_length: int = 128
     families: tuple[str, ...] = ("encoder", "decoder", "seq2seq")
     required_splits: tuple[str, ...] = ("train", "test")
+    metric_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. lang= for CodeBLEU
 
     def unsupported(self, family: str) -> str | None:
         """Why this task cannot run on a model family, or None when it can."""
@@ -43,6 +45,23 @@ class Task:
     def loss(self, model, batch: dict):
         """Training loss of one batch; the head's own loss unless a task kind needs another."""
         return model(**batch).loss
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def references(self, rows: list[dict]) -> list:
+        """Gold values of the rows, as metrics.compute(self.metric, ...) takes them."""
+        raise NotImplementedError
+
+    def score(self, rows: list[dict], predictions: list) -> dict[str, float]:
+        return metrics.compute(self.metric, self.references(rows), list(predictions), **self.metric_kwargs)
+
+    def confidence_intervals(self, rows: list[dict], predictions: list, n_resamples: int,
+                             seed: int) -> dict[str, list[float]]:
+        """Bootstrap 95% CI of every metric over the test examples (seeded)."""
+        from metrics.bootstrap import confidence_interval
+
+        found = confidence_interval(self.metric, self.references(rows), list(predictions),
+                                    n_resamples=n_resamples, seed=seed, **self.metric_kwargs)
+        return {k: [float(lo), float(hi)] for k, (lo, hi) in found.items()}
 
     # ---- data ------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, list[dict]]:
@@ -81,12 +100,39 @@ class Task:
         return out
 
     def _shipped(self) -> dict[str, list[dict]]:
+        """Shipped real rows. `source.derive` makes the splits it names from one real file by a
+        stable hash (tasks/splits.py); the other splits come from their own shipped files.
+        `source.project` keeps only the schema's fields (rows borrowed from a richer schema)."""
+        if not self.source.get("shipped"):
+            hub = f"{self.source.get('hf_id')}[{self.source.get('hf_config')}]"
+            raise DataError(f"task {self.name}: no real rows are shipped for this variant; pass "
+                            f"task.data_dir=DIR ({', '.join(s + '.jsonl' for s in SPLITS)} in the "
+                            f"schema of {hub}) or go online (HF_DATASETS_OFFLINE=0) to load {hub}")
         root = DATA_DIR / self.source["shipped"]
-        derive = self.source.get("derive")
+        derive = self.source.get("derive") or {}
+        derived = set(derive.get("fractions", {}))
+        splits = {s: self._read_shipped(root / f"{s}.jsonl") for s in SPLITS
+                  if s not in derived and (root / f"{s}.jsonl").exists()}
         if derive:
-            rows = self._read(root / derive["file"])
-            return derive_splits(rows, derive["by"], derive["fractions"])
-        return {s: self._read(root / f"{s}.jsonl") for s in SPLITS if (root / f"{s}.jsonl").exists()}
+            rows = self._read_shipped(root / derive["file"])
+            splits.update(derive_splits(rows, derive["by"], derive["fractions"]))
+        return splits
+
+    def _read_shipped(self, path: Path) -> list[dict]:
+        if not self.source.get("project"):
+            return self._read(path)
+        rows = read_jsonl(path, None, self.id_field)
+        return [validate_row({k: r.get(k) for k in self.schema}, self.schema, f"{path} row {i}",
+                             self.allowed_values) for i, r in enumerate(rows)]
+
+    def source_uri(self) -> str:
+        """Where the rows come from, for provenance (a directory, a hub id, or the shipped file)."""
+        if self.data_dir:
+            return str(Path(self.data_dir).expanduser().resolve())
+        if os.environ.get("HF_DATASETS_OFFLINE") != "1" and self.source.get("hf_id"):
+            return f"hf://datasets/{self.source['hf_id']}"
+        derive = self.source.get("derive")
+        return str((DATA_DIR / self.source["shipped"] / (derive["file"] if derive else "")).resolve())
 
     @staticmethod
     def digest(splits: Mapping[str, list[dict]]) -> str:

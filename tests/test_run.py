@@ -40,12 +40,15 @@ def test_cell_runs_end_to_end_and_writes_the_contract(model, in_tmp):
 def test_cell_is_recorded_in_mlflow(in_tmp):
     from mlflow import MlflowClient
 
-    cfg = compose(["model=tiny_bert", "trainer=smoke"])
+    cfg = compose(["model=tiny_bert", "trainer=smoke", "seed=7"])
     result = run(cfg, in_tmp / "cell")
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     recorded = client.get_run(result.mlflow_run_id)
     assert recorded.info.status == "FINISHED"
-    assert recorded.info.run_name == "clone_bcb/tiny_bert/lora/seed0"
+    assert recorded.info.run_name == "clone_bcb/tiny_bert/lora/seed7"
+    assert recorded.data.tags["cell"] == "clone_bcb/tiny_bert/lora"
+    assert {"git_commit", "host", "data_digest", "version.torch", "version.peft"} <= set(recorded.data.tags)
+    assert {d.dataset.name for d in recorded.inputs.dataset_inputs} == {"clone_bcb/train", "clone_bcb/test"}
     assert math.isclose(recorded.data.metrics["f1"], result.metrics["f1"])
     assert recorded.data.params["method.peft.r"] == "8"
     assert recorded.data.tags["config_hash"] == result.config_hash
