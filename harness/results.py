@@ -18,6 +18,7 @@ class Result:
     method: str
     seed: int
     config_hash: str
+    metric: str | None = None        # the official evaluator's task name (metrics.compute)
     primary_metric: str | None = None
     primary_value: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)          # unrounded, official scale

@@ -68,7 +68,7 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     result.device = device.name
     task = instantiate(cfg.task, _convert_="all")
     splits = task.load_splits()
-    result.data_digest = task.digest(splits)
+    result.data_digest, result.metric = task.digest(splits), task.metric
     tracker.set_tags({"data_digest": result.data_digest})
     for split in ("train", "test"):
         tracker.log_dataset(f"{task.name}/{split}", task.source_uri(), task.digest({split: splits[split]}), split)
