@@ -48,8 +48,26 @@ class SweepCallback(Callback):
         summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("FINISHED", "FAILED", "SKIPPED"))
         (sweep_dir / "comparison.md").write_text(table + "\n\n" + summary + "\n")
         print(f"\n== sweep {sweep_dir}: {summary} ==\n{table}")
+        boards = _leaderboards(results, sweep_dir) if counts.get("FINISHED") else []
         if self.tracker is not None:
             self.tracker.log_artifact(sweep_dir / "comparison.md")
+            for path in boards:
+                self.tracker.log_artifact(path, "leaderboard")
             self.tracker.end("FAILED" if counts.get("FAILED") else "FINISHED")
         if counts.get("FAILED"):
             sys.exit(1)
+
+
+def _leaderboards(results: list[dict], sweep_dir: Path) -> list[Path]:
+    """The sweep's leaderboard (Markdown and the HTML page with plots), written beside its cells."""
+    from harness.leaderboard import build
+    from harness.leaderboard_render import RENDERERS
+
+    for record, path in zip(results, sorted(sweep_dir.rglob("result.json"))):
+        record["_dir"] = str(path.parent)
+    board = build(results)
+    paths = []
+    for fmt in ("md", "html"):
+        paths.append(sweep_dir / f"leaderboard.{fmt}")
+        paths[-1].write_text(RENDERERS[fmt](board))
+    return paths
