@@ -104,19 +104,20 @@ def _plots(board: Board) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axes_spec = [("trainable_params", "trainable parameters"), ("peak_memory_bytes", "peak memory (bytes)")]
+    axes_spec = [("trainable_params", "trainable parameters", 1, "log"),
+                 ("peak_memory_bytes", "peak memory (MiB)", 2**20, "linear")]
     fig, axes = plt.subplots(len(board.tasks), 2, figsize=(11, 4 * len(board.tasks)), squeeze=False)
     for i, task in enumerate(board.tasks):
-        for j, (key, label) in enumerate(axes_spec):
+        for j, (key, label, unit, scale) in enumerate(axes_spec):
             ax = axes[i][j]
-            pts = [(board.cost[row][key], cells[task].mean, f"{row[0]}/{row[1]}")
+            pts = [(board.cost[row][key] / unit, cells[task].mean, f"{row[0]}/{row[1]}")
                    for row, cells in board.rows.items() if task in cells]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts])
             for x, y, name in pts:
                 ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
             front = _pareto([(x, y) for x, y, _ in pts])
             ax.plot([p[0] for p in front], [p[1] for p in front], "r--", drawstyle="steps-post", label="Pareto front")
-            ax.set_xscale("log")
+            ax.set_xscale(scale)
             ax.set(xlabel=label, ylabel=f"{task} {board.metric_names[task]}")
             ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,54 +1,62 @@
 """CodeBLEU as computed by CodeXGLUE's calc_code_bleu.py (code-to-code-trans/evaluator/CodeBLEU).
 
 ngram_match and weighted_ngram_match come from the `codebleu` package, whose NLTK-derived BLEU code
-agrees with the official one exactly. syntax_match and dataflow_match are re-implemented here with the
-official semantics, because the package deviates from them:
-  * comments are removed with the Java/C regex for EVERY language (official quirk; the package uses
-    each language's own rules, e.g. Python tokenize);
-  * data-flow edges merged with list(set(...)) in the official script have hash-seed dependent order;
-    here the parent names are put in code order, so the result is identical on every PYTHONHASHSEED;
-  * the grammars are the pinned tree-sitter-* 0.21 wheels. KNOWN GAP: the official script loads a
-    2020 my-languages.so (ABI 11, not loadable by tree-sitter 0.22). Those grammars parse the
-    benchmark's top-level method snippets differently (e.g. the 2020 Java grammar has no top-level
-    method_declaration: on the golden Java case it yields 97 reference subtrees where 0.21 yields 176;
-    C#: 281 vs 270 subtrees, 116 vs 101 data-flow edges), so syntax/dataflow stay ~0.01-0.03 off the
-    official values and CodeBLEU ~0.011 off (golden cases), outside the +-0.005 target.
+agrees with the official one exactly. syntax_match and dataflow_match are re-implemented in
+metrics/codebleu_ast.py with the official semantics (comments removed with the Java rules for every
+language, the official data-flow walk and its quirks), because the package deviates from them.
+
+Grammars (`grammar=`, default from $CODEBLEU_GRAMMAR, else "official"):
+  * "official": the tree-sitter grammar releases that reproduce the official 2020 my-languages.so on
+    the golden cases (npm 0.19 line, see metrics/legacy_grammars.py), compiled once under runs/cache
+    by `python -m metrics.legacy_grammars build` (`make install`); built on first use if missing, and
+    a clear error if that cannot be done. Only the official languages (java, c_sharp, python,
+    javascript, go, php, ruby).
+  * "modern": the pinned tree-sitter-* 0.21/0.22 wheels the `codebleu` package uses (also c, cpp,
+    rust for syntax). Not the official numbers: e.g. ~0.011 off on the golden cases.
+
+The official data-flow part depends on PYTHONHASHSEED (list(set(names)) orders); here those names are
+put in code order, so the result is identical on every hash seed (see codebleu_ast.py).
 """
 from __future__ import annotations
 
 import functools
-import re
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import codebleu as _cb_pkg
 from codebleu import bleu as _cb_bleu
 from codebleu import weighted_ngram_match as _cb_weighted
-from codebleu.parser import (DFG_csharp, DFG_go, DFG_java, DFG_javascript, DFG_php, DFG_python,
-                             DFG_ruby, index_to_code_token, tree_to_token_index)
-from codebleu.utils import get_tree_sitter_language
-from tree_sitter import Node, Parser
+from tree_sitter import Parser
+
+from . import codebleu_ast as _ast
+from .codebleu_ast import remove_comments_java_rules  # noqa: F401  (public helper)
 
 LANGS = ("java", "javascript", "c_sharp", "php", "c", "cpp", "python", "go", "ruby", "rust")
-DFG_LANGS = {"python": DFG_python, "java": DFG_java, "ruby": DFG_ruby, "go": DFG_go, "php": DFG_php,
-             "javascript": DFG_javascript, "c_sharp": DFG_csharp}
+DFG_LANGS = _ast.OFFICIAL_LANGS
+GRAMMARS = ("official", "modern")
 KEYS = ("codebleu", "ngram_match", "weighted_ngram_match", "syntax_match", "dataflow_match")
 _KEYWORDS_DIR = Path(_cb_pkg.__file__).parent / "keywords"
-_COMMENT_RE = re.compile(r'//.*?$|/\*.*?\*/|\'(?:\\.|[^\\\'])*\'|"(?:\\.|[^\\"])*"', re.DOTALL | re.MULTILINE)
 
 
-def remove_comments_java_rules(source: str) -> str:
-    """Official remove_comments_and_docstrings(source, 'java'): // and /* */ -> ' ', drop blank lines."""
-    text = _COMMENT_RE.sub(lambda m: " " if m.group(0).startswith("/") else m.group(0), source)
-    return "\n".join(line for line in text.split("\n") if line.strip() != "")
+def _grammar(grammar: str | None) -> str:
+    g = grammar or os.environ.get("CODEBLEU_GRAMMAR") or "official"
+    if g not in GRAMMARS:
+        raise ValueError(f"CodeBLEU grammar {g!r} unknown; one of {', '.join(GRAMMARS)}")
+    return g
 
 
 @functools.lru_cache(maxsize=None)
-def _parser(lang: str) -> Parser:
+def _parser(lang: str, grammar: str) -> Parser:
     if lang not in LANGS:
         raise ValueError(f"CodeBLEU language {lang!r} not supported; one of {', '.join(LANGS)}")
     parser = Parser()
-    parser.language = get_tree_sitter_language(lang)
+    if grammar == "official":
+        from .legacy_grammars import language
+        parser.language = language(lang)
+    else:
+        from codebleu.utils import get_tree_sitter_language
+        parser.language = get_tree_sitter_language(lang)
     return parser
 
 
@@ -58,96 +66,25 @@ def keywords(lang: str) -> frozenset[str]:
         return frozenset(x.strip() for x in f)
 
 
-# ------------------------------------------------------------------ syntax match
-def subtree_sexps(root: Node) -> list[str]:
-    """S-expressions of the root and of every descendant that has children (official traversal)."""
-    out: list[str] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        out.append(str(node))
-        stack.extend(c for c in node.children if c.child_count)
-    return out
-
-
-def syntax_counts(reference: str, candidate: str, lang: str) -> tuple[int, int]:
-    """(matched reference subtrees, reference subtrees) for one pair."""
-    parser = _parser(lang)
-    ref = subtree_sexps(parser.parse(remove_comments_java_rules(reference).encode()).root_node)
-    cand = set(subtree_sexps(parser.parse(remove_comments_java_rules(candidate).encode()).root_node))
-    return sum(s in cand for s in ref), len(ref)
-
-
-# ------------------------------------------------------------------ dataflow match
-def data_flow(code: str, lang: str) -> list[tuple]:
-    """Official get_data_flow: DFG edges whose variable takes part in a flow, merged per position."""
-    parser = _parser(lang)
-    try:
-        root = parser.parse(code.encode()).root_node
-        tokens_index = tree_to_token_index(root)
-        lines = code.split("\n")
-        tokens = [index_to_code_token(x, lines) for x in tokens_index]
-        index_to_code = {index: (i, tok) for i, (index, tok) in enumerate(zip(tokens_index, tokens))}
-        try:
-            dfg, _ = DFG_LANGS[lang](root, index_to_code, {})
-        except Exception:  # the official script also treats a failing DFG walk as no flow
-            dfg = []
-        dfg = sorted(dfg, key=lambda x: x[1])
-        used = set()
-        for d in dfg:
-            if d[-1]:
-                used.add(d[1])
-            used.update(d[-1])
-        dfg = [d for d in dfg if d[1] in used]
-    except Exception:
-        dfg = []
-    position_of = {i: index for index, (i, _) in index_to_code.items()} if dfg else {}
-    merged: dict[int, tuple] = {}
-    for d in dfg:
-        if d[1] in merged:
-            old = merged[d[1]]
-            merged[d[1]] = (d[0], d[1], d[2], old[3] + d[3], old[4] + d[4])
-        else:
-            merged[d[1]] = d
-    return [(d[0], d[1], d[2], _code_order(d[3], d[4], index_to_code, position_of), sorted(set(d[4])))
-            for d in merged.values()]
-
-
-def _code_order(names: Sequence[str], positions: Sequence[int], index_to_code: dict, position_of: dict) -> list[str]:
-    """Distinct parent names in order of first occurrence among the parent positions (deterministic
-    replacement for the official list(set(names)), whose order depends on PYTHONHASHSEED)."""
-    first: dict[str, int] = {}
-    for p in sorted(positions):
-        tok = index_to_code[position_of[p]][1] if p in position_of else None
-        if tok is not None and tok not in first:
-            first[tok] = p
-    unique = list(dict.fromkeys(names))
-    return sorted(unique, key=lambda n: (first.get(n, 1 << 60), unique.index(n)))
-
-
-def normalize_dataflow(dfg: Sequence[tuple]) -> list[tuple]:
-    """Rename variables var_0, var_1, ... in order of appearance (parents before the variable)."""
-    names: dict[str, str] = {}
-    out = []
-    for var, _, rel, parents, _ in dfg:
-        for n in list(parents) + [var]:
-            names.setdefault(n, f"var_{len(names)}")
-        out.append((names[var], rel, [names[n] for n in parents]))
-    return out
-
-
-def dataflow_counts(reference: str, candidate: str, lang: str) -> tuple[int, int]:
-    """(matched reference edges, reference edges) for one pair, clipped like the official loop."""
+def structure_counts(pairs: Sequence[tuple[str, str]], lang: str, grammar: str | None = None) -> list[list[int]]:
+    """[syntax matched, syntax total, dataflow matched, dataflow total] per (reference, candidate) pair
+    (texts already stripped)."""
     if lang not in DFG_LANGS:
         raise ValueError(f"no data-flow extractor for {lang!r}; one of {', '.join(DFG_LANGS)}")
-    cand = normalize_dataflow(data_flow(remove_comments_java_rules(candidate), lang))
-    ref = normalize_dataflow(data_flow(remove_comments_java_rules(reference), lang))
-    matched = 0
-    for edge in ref:
-        if edge in cand:
-            matched += 1
-            cand.remove(edge)
-    return matched, len(ref)
+    parser = _parser(lang, _grammar(grammar))
+    return _ast.pair_counts(lambda code: parser.parse(code.encode("utf-8")).root_node, str, lang, pairs)
+
+
+def syntax_counts(reference: str, candidate: str, lang: str, grammar: str | None = None) -> tuple[int, int]:
+    """(matched reference subtrees, reference subtrees) for one pair."""
+    sm, st, _, _ = structure_counts([(reference, candidate)], lang, grammar)[0]
+    return sm, st
+
+
+def dataflow_counts(reference: str, candidate: str, lang: str, grammar: str | None = None) -> tuple[int, int]:
+    """(matched reference data-flow edges, reference edges) for one pair, clipped like the official loop."""
+    _, _, dm, dt = structure_counts([(reference, candidate)], lang, grammar)[0]
+    return dm, dt
 
 
 # ------------------------------------------------------------------ corpus CodeBLEU
@@ -156,7 +93,8 @@ def _refs_list(ref: Any) -> list[str]:
 
 
 def code_bleu(references: Sequence, predictions: Sequence[str], lang: str,
-              weights: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)) -> dict[str, float]:
+              weights: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25),
+              grammar: str | None = None) -> dict[str, float]:
     """Corpus CodeBLEU and its four parts (0-1). A reference is a string or a list of strings."""
     if len(references) != len(predictions):
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
@@ -168,13 +106,8 @@ def code_bleu(references: Sequence, predictions: Sequence[str], lang: str,
     ngram = _cb_bleu.corpus_bleu(tok_refs, tok_hyps)
     weighted_refs = [[[t, {tok: 1 if tok in kw else 0.2 for tok in t}] for t in rs] for rs in tok_refs]
     weighted = _cb_weighted.corpus_bleu(weighted_refs, tok_hyps)
-    sm = st = dm = dt = 0
-    for rs, h in zip(refs, hyps):
-        for r in rs:
-            a, b = syntax_counts(r, h, lang)
-            sm, st = sm + a, st + b
-            a, b = dataflow_counts(r, h, lang)
-            dm, dt = dm + a, dt + b
+    counts = structure_counts([(r, h) for rs, h in zip(refs, hyps) for r in rs], lang, grammar)
+    sm, st, dm, dt = (sum(c[i] for c in counts) for i in range(4))
     syntax = sm / st
     # the official script raises ZeroDivisionError when no reference has a data flow; 0.0 here
     dataflow = dm / dt if dt else 0.0
@@ -189,12 +122,20 @@ def code_bleu(references: Sequence, predictions: Sequence[str], lang: str,
 N_CODEBLEU_STATS = 24
 
 
-def codebleu_rows(references: Sequence, predictions: Sequence[str], lang: str) -> "np.ndarray":
+def codebleu_rows(references: Sequence, predictions: Sequence[str], lang: str,
+                  grammar: str | None = None) -> "np.ndarray":
     """Per-example sufficient statistics; codebleu_from_sums(rows.sum(0)) == code_bleu(...)."""
     import numpy as np
 
     kw = keywords(lang)
     rows = np.zeros((len(predictions), N_CODEBLEU_STATS))
+    owner, pairs = [], []
+    for n, (ref, pred) in enumerate(zip(references, predictions)):
+        for r in _refs_list(ref):
+            owner.append(n)
+            pairs.append((r, pred.strip()))
+    for n, c in zip(owner, structure_counts(pairs, lang, grammar)):
+        rows[n, 20:24] += c
     for n, (ref, pred) in enumerate(zip(references, predictions)):
         refs = _refs_list(ref)
         hyp = pred.strip()
@@ -205,13 +146,6 @@ def codebleu_rows(references: Sequence, predictions: Sequence[str], lang: str) -
             rows[n, 9 + i], rows[n, 13 + i] = _cb_weighted.modified_recall(weighted_refs, tok_hyp, i)
         rows[n, 8] = rows[n, 18] = len(tok_hyp)
         rows[n, 9] = rows[n, 19] = _cb_bleu.closest_ref_length(tok_refs, len(tok_hyp))
-        for r in refs:
-            a, b = syntax_counts(r, hyp, lang)
-            rows[n, 20] += a
-            rows[n, 21] += b
-            a, b = dataflow_counts(r, hyp, lang)
-            rows[n, 22] += a
-            rows[n, 23] += b
     return rows
 
 

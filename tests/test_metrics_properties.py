@@ -186,3 +186,74 @@ def test_codebleu_comments_removed_with_java_rules():
     a = compute("code_refinement", ["int f ( ) { return 1 ; }"], ["int f ( ) { return 1 ; }"], lang="java")
     b = compute("code_refinement", ["int f ( ) { return 1 ; }"], ["int f ( ) { /* x */ return 1 ; }"], lang="java")
     assert a["syntax_match"] == b["syntax_match"] == 1.0
+
+
+# ---- CodeBLEU structure parts, hand-checked against the official semantics (METRICS.md) ----
+def _root(lang: str, code: str):
+    from metrics.code_bleu import _parser
+    return _parser(lang, "official").parse(code.encode()).root_node
+
+
+def test_codebleu_syntax_counts_by_hand():
+    from metrics.codebleu_ast import syntax_counts
+    # (module (expression_statement (assignment left: (identifier) right: (identifier)))): 3 subtrees
+    # with children; a = c has the same three s-expressions, a = 1 none of them (right: (integer))
+    assert syntax_counts(_root("python", "a = b"), _root("python", "a = c"), str) == (3, 3)
+    assert syntax_counts(_root("python", "a = b"), _root("python", "a = 1"), str) == (0, 3)
+
+
+def test_codebleu_java_dataflow_by_hand():
+    from metrics.codebleu_ast import data_flow, normalize_dataflow
+    code = "int f ( int a ) { int b = a + 1 ; a = b ; return a ; }"
+    # tokens: int0 f1 MISSING;2 (3 int4 a5 )6 {7 int8 b9 =10 a11 +12 1(13) ;14 a15 =16 b17 ;18 return19 a20
+    # f takes part in no flow (dropped); b's two declarator edges (from a and from 1) merge at position 9,
+    # parents in code order
+    assert [e[:4] for e in data_flow(_root("java", code), code, "java")] == [
+        ("a", 5, "comesFrom", []), ("b", 9, "comesFrom", ["a", "1"]), ("a", 11, "comesFrom", ["a"]),
+        ("1", 13, "comesFrom", []), ("a", 15, "computedFrom", ["b"]), ("b", 17, "comesFrom", ["b"]),
+        ("a", 20, "comesFrom", ["a"])]
+    assert normalize_dataflow(data_flow(_root("java", code), code, "java"))[:2] == [
+        ("var_0", "comesFrom", []), ("var_2", "comesFrom", ["var_0", "var_1"])]
+
+
+def test_codebleu_dataflow_matching_is_clipped():
+    from metrics.codebleu_ast import dataflow_counts
+    ref = [("x", 0, "comesFrom", [], []), ("y", 1, "comesFrom", [], [])]  # two identical normalised edges
+    assert dataflow_counts(ref, ref[:1]) == (1, 2)
+    assert dataflow_counts(ref, ref) == (2, 2)
+    assert dataflow_counts([], ref) == (0, 0)
+
+
+def test_codebleu_loop_parents_in_code_order():
+    from metrics.codebleu_ast import data_flow
+    code = "void f ( ) { int s = 0 ; int i = 0 ; while ( i < 9 ) { s = i + s ; i = s ; } }"
+    # walked twice: s's assignment edge gets parents {i, s} merged; official order = hash order, ours = code order
+    edges = {e[1]: e for e in data_flow(_root("java", code), code, "java")}
+    merged = [e for e in edges.values() if e[0] == "s" and e[2] == "computedFrom"]
+    assert merged and all(e[3] == ["i", "s"] for e in merged), merged
+
+
+def test_codebleu_too_deep_code_has_no_dataflow_like_official():
+    from metrics.codebleu_ast import data_flow
+    code = "int x = " + "(" * 1200 + "y" + ")" * 1200 + " ; int z = x ;"
+    assert data_flow(_root("java", code), code, "java") == []  # official: RecursionError -> no data flow
+    code = "int x = " + "(" * 50 + "y" + ")" * 50 + " ; int z = x ;"
+    assert data_flow(_root("java", code), code, "java")
+
+
+def test_codebleu_official_grammars_missing_is_a_clear_error(tmp_path, monkeypatch):
+    from metrics import legacy_grammars
+    monkeypatch.setenv("CODEBLEU_GRAMMARS_DIR", str(tmp_path))
+    with pytest.raises(legacy_grammars.GrammarsMissing, match="metrics.legacy_grammars build"):
+        legacy_grammars.language("java", build_if_missing=False)
+    with pytest.raises(ValueError, match="grammar='modern'"):
+        legacy_grammars.language("rust")
+
+
+def test_codebleu_grammar_option():
+    from metrics.code_bleu import code_bleu
+    code = "public int f ( int a ) { int b = a + 1 ; return b ; }"
+    for grammar in ("official", "modern"):
+        assert code_bleu([code], [code], "java", grammar=grammar)["codebleu"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown"):
+        code_bleu([code], [code], "java", grammar="2019")
