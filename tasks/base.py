@@ -132,7 +132,7 @@ class Task:
         if os.environ.get("HF_DATASETS_OFFLINE") != "1" and self.source.get("hf_id"):
             return f"hf://datasets/{self.source['hf_id']}"
         derive = self.source.get("derive")
-        return str((DATA_DIR / self.source["shipped"] / (derive["file"] if derive else "")).resolve())
+        return str((DATA_DIR / (self.source.get("shipped") or "") / (derive["file"] if derive else "")).resolve())
 
     @staticmethod
     def digest(splits: Mapping[str, list[dict]]) -> str:

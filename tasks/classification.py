@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import metrics
 from tasks.base import Task
 
 
@@ -16,6 +15,7 @@ class ClassificationTask(Task):
     labels: Sequence = (False, True)
     prediction_line: str = "{id}\t{prediction}"   # the official predictions file, one row per line
     gold_line: str = "{id}\t{gold}"               # the official answers file
+    gold_file: str = "answers.txt"
 
     def head(self, family: str) -> str:
         return "sequence_classification"
@@ -28,7 +28,8 @@ class ClassificationTask(Task):
 
         return DataCollatorWithPadding(tokenizer)
 
-    def encode(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
+    def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
+               for_training: bool = True) -> list[dict]:
         """Token ids per row (one text, or a pair truncated longest-first) with the label index."""
         texts = [[row[f] for row in rows] for f in self.text_fields]
         enc = tokenizer(*texts, truncation=True, max_length=max_length)
@@ -39,13 +40,10 @@ class ClassificationTask(Task):
     def references(self, rows: list[dict]) -> list[int]:
         return [list(self.labels).index(row[self.label_field]) for row in rows]
 
-    def score(self, rows: list[dict], predictions: list[int]) -> dict[str, float]:
-        return metrics.compute(self.metric, self.references(rows), list(predictions))
-
     def write_predictions(self, rows: list[dict], predictions: list[int], out_dir: Path) -> dict[str, Path]:
         """Predictions and gold answers in the official CodeXGLUE text format of the task."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        pred_path, gold_path = out_dir / "predictions.txt", out_dir / "answers.txt"
+        pred_path, gold_path = out_dir / "predictions.txt", out_dir / self.gold_file
         pred_path.write_text("".join(self.prediction_line.format(**row, prediction=p) + "\n"
                                      for row, p in zip(rows, predictions)))
         gold_path.write_text("".join(self.gold_line.format(**row, gold=y) + "\n"

@@ -54,9 +54,10 @@ def validate_row(row: Any, schema: Mapping[str, str], where: str,
     return row
 
 
-def read_jsonl(path: Path, schema: Mapping[str, str], id_field: str | None = None,
+def read_jsonl(path: Path, schema: Mapping[str, str] | None, id_field: str | None = None,
                allowed: Mapping[str, list] | None = None) -> list[dict]:
-    """Read and validate a JSONL file; duplicate ids, empty files and bad bytes are errors."""
+    """Read and validate a JSONL file; duplicate ids, empty files and bad bytes are errors.
+    schema=None checks only that each line is a JSON object (the caller projects and validates)."""
     raw = Path(path).read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -65,7 +66,7 @@ def read_jsonl(path: Path, schema: Mapping[str, str], id_field: str | None = Non
         raise DataError(f"{path}:{line}: bytes at offset {err.start} are not UTF-8; "
                         "expected a UTF-8 encoded JSONL file") from None
     rows, seen = [], {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 is data
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -74,8 +75,11 @@ def read_jsonl(path: Path, schema: Mapping[str, str], id_field: str | None = Non
         except json.JSONDecodeError as err:
             raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno}); "
                             "expected one JSON object per line") from None
-        validate_row(row, schema, where, allowed)
-        if id_field is not None:
+        if schema is not None:
+            validate_row(row, schema, where, allowed)
+        elif not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if id_field is not None and id_field in row:
             key = row[id_field]
             if key in seen:
                 raise DataError(f"{where}: field {id_field!r} value {key!r} duplicates line "

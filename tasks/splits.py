@@ -36,3 +36,21 @@ def derive_splits(rows: Sequence[dict], by: Sequence[str],
         if len(names) == 1:
             out[names.pop()].append(row)
     return out
+
+
+def split_by_rank(rows: Sequence[dict], by: str, fractions: Mapping[str, float]) -> dict[str, list[dict]]:
+    """Order rows by the stable hash of `by` and cut the order at the fractions; every split after
+    the first gets at least one row, so a small directory still has held-out files."""
+    names = list(fractions)
+    if len(rows) < len(names):
+        raise ValueError(f"{len(rows)} items cannot fill the {len(names)} splits {names}; "
+                         f"need at least {len(names)}")
+    order = sorted(rows, key=lambda row: (_bucket(row[by]), str(row[by])))
+    sizes = [max(1, round(fractions[name] * len(order))) for name in names[1:]]
+    cut = len(order) - sum(sizes)
+    if cut < 1:
+        raise ValueError(f"{len(rows)} items are too few for the split fractions {dict(fractions)}")
+    out, start = {names[0]: order[:cut]}, cut
+    for name, size in zip(names[1:], sizes):
+        out[name], start = order[start:start + size], start + size
+    return out
