@@ -1,18 +1,53 @@
-"""Which method runs on which model family, task head and device: checked before any training."""
+"""Which method runs on which model family, task head and device: checked before any training.
+
+The rules are data, the `supports:` block of each method YAML:
+    supports:
+      families: [encoder, decoder]      # only these (absent: all)
+      heads: [causal_lm, seq2seq_lm]    # only these (absent: all)
+      devices: [cuda]                   # only these (absent: all)
+      reason: why the lists above       # shown in the SKIPPED reason
+      excludes:                         # combinations that fail although each part is allowed
+        - {families: [seq2seq], heads: [sequence_classification], reason: ...}
+"""
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 from omegaconf import DictConfig
 
 from harness.env import Device
 
+AXES = (("families", "model families"), ("heads", "task heads"), ("devices", "devices"))
+
 
 def method_unsupported(method: DictConfig, family: str, head: str, device: Device) -> str | None:
-    """The reason a method cannot run here, or None. The rules are data in the method's YAML."""
+    """The reason a method cannot run here, or None."""
     rules = method.get("supports") or {}
-    if rules.get("families") and family not in rules.families:
-        return f"method {method.name} supports model families {list(rules.families)}, not {family}"
-    if rules.get("heads") and head not in rules.heads:
-        return f"method {method.name} supports task heads {list(rules.heads)}, not {head}"
-    if rules.get("devices") and device.type not in rules.devices:
-        return f"method {method.name} needs a device in {list(rules.devices)}; this run has {device.type}"
+    where = {"families": family, "heads": head, "devices": device.type}
+    why = f": {rules.reason}" if rules.get("reason") else ""
+    for key, what in AXES:
+        allowed = rules.get(key)
+        if allowed and where[key] not in allowed:
+            return f"method {method.name} supports {what} {list(allowed)}, not {where[key]}{why}"
+    for rule in rules.get("excludes") or ():
+        if _matches(rule, where):
+            return f"method {method.name} does not run with {family} models and {head} heads: {rule.reason}"
     return None
+
+
+def _matches(rule: Mapping[str, Any], where: Mapping[str, str]) -> bool:
+    return all(where[key] in rule[key] for key, _ in AXES if rule.get(key))
+
+
+def prepare_kbit_training(model, use_gradient_checkpointing: bool = False):
+    """peft.prepare_model_for_kbit_training, plus a bitsandbytes 0.50 CPU workaround: a 4-bit layer
+    repacks its weight for AVX512-BF16 inference on its first eval-mode forward and cannot train
+    afterwards (an in-place bias add on a graph tensor), so evaluating before training broke QLoRA
+    on such CPUs. Turning the repacking off keeps eval and train interchangeable."""
+    import peft
+
+    model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=use_gradient_checkpointing)
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model

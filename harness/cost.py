@@ -1,42 +1,75 @@
-"""What a run costs: parameters, memory, time, throughput, size on disk."""
+"""What a run costs: parameters, weight memory, peak memory, time, throughput, size on disk.
+
+Quantized weights are counted by their logical size: a bitsandbytes 4-bit weight is stored as packed
+uint8 (two values per byte) with its shape in the quant state; QA-LoRA's packed codes carry
+`logical_numel`. Weight memory is what the tensors really occupy, quantization constants included.
+"""
 from __future__ import annotations
 
 import resource
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 
+def logical_numel(p: torch.Tensor) -> int:
+    """How many weights a parameter holds, whatever its storage (packed 4-bit, int8, float)."""
+    state = getattr(p, "quant_state", None)
+    if state is not None:
+        return state.shape.numel()
+    return int(getattr(p, "logical_numel", p.numel()))
+
+
 def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
-    """Trainable and total parameters. A 4-bit weight is stored as packed uint8 (two values per
-    element), so its logical count is read from the bitsandbytes quant state where present."""
-    total = trainable = 0
+    """Trainable and total parameters (logical counts), the trainable share, and the bytes all
+    weights occupy (`weight_bytes`) and the trainable ones (`trainable_bytes`)."""
+    total = trainable = trainable_bytes = 0
     for p in model.parameters():
-        n = p.quant_state.shape.numel() if getattr(p, "quant_state", None) is not None else p.numel()
+        n = logical_numel(p)
         total += n
-        trainable += n if p.requires_grad else 0
+        if p.requires_grad:
+            trainable += n
+            trainable_bytes += p.numel() * p.element_size()
     return {"trainable_params": trainable, "total_params": total,
-            "trainable_share": trainable / total if total else 0.0}
+            "trainable_share": trainable / total if total else 0.0,
+            "weight_bytes": trainable_bytes + base_weight_bytes(model), "trainable_bytes": trainable_bytes}
 
 
 def base_weight_bytes(model: torch.nn.Module) -> int:
-    """Memory of the frozen (possibly quantized) weights, quantization constants included."""
-    size = 0
-    for p in model.parameters():
-        if not p.requires_grad:
-            size += p.numel() * p.element_size()
-            state = getattr(p, "quant_state", None)
-            if state is not None:
-                size += sum(t.numel() * t.element_size() for t in _state_tensors(state))
-    return size
+    """Memory of the frozen (possibly quantized) base weights, quantization constants included.
+    Zero under full fine-tuning, where every weight trains (see weight_bytes)."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    return size + sum(t.numel() * t.element_size() for t in _quantization_constants(model))
 
 
-def _state_tensors(state) -> list[torch.Tensor]:
-    tensors = [state.absmax]
+def _quantization_constants(model: torch.nn.Module) -> Iterator[torch.Tensor]:
+    """Scales, zero-points and codebooks of quantized weights (each shared tensor once)."""
+    seen: set[int] = set()
+    for module in model.modules():
+        found: list = list(module.quantization_constants()) if hasattr(module, "quantization_constants") else []
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                continue
+            found += _bnb_4bit(getattr(p, "quant_state", None))
+            found += [getattr(p, "SCB", None)]  # LLM.int8 row scales
+            cb = getattr(p, "CB", None)          # int8 weights, when not the parameter's own storage
+            if isinstance(cb, torch.Tensor) and cb.data_ptr() != p.data_ptr():
+                found.append(cb)
+        for t in found:
+            if isinstance(t, torch.Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                yield t
+
+
+def _bnb_4bit(state) -> list:
+    if state is None:
+        return []
+    tensors = [state.absmax, state.code, getattr(state, "offset", None)]
     if getattr(state, "state2", None) is not None:
         tensors += [state.state2.absmax, state.state2.code]
-    return [t for t in tensors if isinstance(t, torch.Tensor)]
+    return tensors
 
 
 def reset_peak_memory(device_type: str) -> None:
@@ -45,7 +78,8 @@ def reset_peak_memory(device_type: str) -> None:
 
 
 def peak_memory_bytes(device_type: str) -> int:
-    """CUDA max allocated on a GPU; process peak RSS on the CPU."""
+    """CUDA max allocated on a GPU; process peak RSS on the CPU (since the process started: the CPU
+    has no counter to reset)."""
     if device_type == "cuda":
         return int(torch.cuda.max_memory_allocated())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

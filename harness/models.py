@@ -22,18 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 from harness.env import Device, cache_dir
 
 
-
 @dataclass(frozen=True)
 class Head:
     auto_class: Any
     peft_task: str
     new_layers: bool  # a freshly initialised head that must train (and be saved) with any method
+    unquantized: tuple[str, ...] = ()  # output layers kept in full precision (often tied to the embeddings)
 
 
 HEADS: dict[str, Head] = {
     "sequence_classification": Head(transformers.AutoModelForSequenceClassification, "SEQ_CLS", True),
-    "causal_lm": Head(transformers.AutoModelForCausalLM, "CAUSAL_LM", False),
-    "seq2seq_lm": Head(transformers.AutoModelForSeq2SeqLM, "SEQ_2_SEQ_LM", False),
+    "causal_lm": Head(transformers.AutoModelForCausalLM, "CAUSAL_LM", False, ("lm_head",)),
+    "seq2seq_lm": Head(transformers.AutoModelForSeq2SeqLM, "SEQ_2_SEQ_LM", False, ("lm_head",)),
     "embedding": Head(transformers.AutoModel, "FEATURE_EXTRACTION", False),
 }
 
@@ -75,18 +75,61 @@ def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device:
     spec = HEADS[head]
     kwargs: dict[str, Any] = {"dtype": torch.float32, "device_map": {"": device.type}}
     kwargs.update(head_kwargs or {}, pad_token_id=tokenizer.pad_token_id)
-    if method_cfg.quantization is not None:
+    if method_cfg.get("quantization") is not None:
         kwargs["quantization_config"] = instantiate(
             method_cfg.quantization, bnb_4bit_compute_dtype=device.dtype,
-            llm_int8_skip_modules=list(model_cfg.head_modules), _convert_="all")
+            llm_int8_skip_modules=[*model_cfg.head_modules, *spec.unquantized], _convert_="all")
     model = spec.auto_class.from_pretrained(path, **kwargs)
-    if method_cfg.prepare is not None:
+    return attach_method(model, model_cfg, method_cfg, spec), tokenizer
+
+
+def attach_method(model, model_cfg: DictConfig, method_cfg: DictConfig, spec: Head):
+    """Prepare the (quantized) model, then attach the method: a PEFT config (`peft:`), or for methods
+    PEFT lacks a builder called as attach(model, modules_to_save=[...]) (`attach:`); `full` has neither.
+    A freshly initialised head trains with every method."""
+    head_modules = list(model_cfg.head_modules) if spec.new_layers else []
+    if method_cfg.get("prepare") is not None:
         model = instantiate(method_cfg.prepare)(model)
-    if method_cfg.peft is not None:
+    if method_cfg.get("peft") is not None:
         import peft
 
         peft_config = instantiate(method_cfg.peft, task_type=spec.peft_task, _convert_="all")
-        if spec.new_layers:
-            peft_config.modules_to_save = list(model_cfg.head_modules)
+        if head_modules:
+            peft_config.modules_to_save = head_modules
         model = peft.get_peft_model(model, peft_config)
-    return model, tokenizer
+    if method_cfg.get("attach") is not None:
+        model = instantiate(method_cfg.attach, _convert_="all")(model, modules_to_save=head_modules)
+    return model
+
+
+def load_trained(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device: Device,
+                 adapter_dir: str | Path, head_kwargs: dict[str, Any] | None = None):
+    """The model a run saved to adapter_dir: the base loaded as for training, the method attached
+    the same way, then the saved (trainable) weights loaded into it. Returns (model, tokenizer)."""
+    model, tokenizer = load_model(model_cfg, method_cfg, head, device, head_kwargs)
+    if hasattr(model, "load_trained_weights"):  # harness.methods models
+        model.load_trained_weights(adapter_dir)
+    elif method_cfg.get("peft") is not None:
+        _load_peft_weights(model, adapter_dir)
+    else:  # full fine-tuning saved the whole model
+        model = HEADS[head].auto_class.from_pretrained(adapter_dir, dtype=torch.float32,
+                                                       device_map={"": device.type}, **(head_kwargs or {}))
+    return model.eval(), tokenizer
+
+
+def _load_peft_weights(model, adapter_dir: str | Path) -> None:
+    """Saved PEFT weights into a freshly attached PEFT model, after the config fields that training
+    changed (AdaLoRA's reallocated ranks) so that every tensor fits. The model is left in PEFT's
+    inference mode, as PeftModel.from_pretrained leaves it: P-tuning then reads the saved prompt
+    embeddings directly instead of recomputing them with its (unsaved) prompt encoder."""
+    import peft
+
+    saved = peft.PeftConfig.from_pretrained(str(adapter_dir))
+    config = model.peft_config[model.active_adapter]
+    if getattr(saved, "rank_pattern", None):
+        config.rank_pattern = saved.rank_pattern
+    config.inference_mode = True
+    result = peft.set_peft_model_state_dict(model, peft.load_peft_weights(str(adapter_dir)))
+    unexpected = [k for k in result.unexpected_keys if k != "prompt_embeddings"]  # loaded on their own
+    if unexpected:
+        raise ValueError(f"{adapter_dir}: weights the model does not have: {unexpected[:5]}")
