@@ -1,10 +1,14 @@
 """`python -m harness [overrides]`: one cell; `python -m harness -m a=x,y`: a grid (Hydra multirun)."""
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import harness  # noqa: F401 -- sets the offline defaults before any Hugging Face import
+
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional hub kernel is never reachable here
 import hydra
 import transformers
 from hydra.core.hydra_config import HydraConfig
@@ -18,8 +22,12 @@ from harness.run import run
 from harness.sweep import parent_run_id
 
 register_resolvers()
-transformers.logging.set_verbosity_error()   # load reports and progress bars drown the summary
+# Keep the console to what a person needs: load reports, progress bars and library deprecation
+# notices drown the summary (they remain available with the libraries' own verbosity settings).
+transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
+warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted", category=UserWarning)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -27,8 +35,9 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
+    tracking_uri = cfg.tracker.get("uri")  # read before MLflow exports its resolved URI to the env
     result = run(cfg, out_dir, parent_run_id(hc.sweep.dir) if multirun else None)
-    print(cell_summary(vars(result), cfg.tracker.get("uri"), str(out_dir)), flush=True)
+    print(cell_summary(vars(result), tracking_uri, str(out_dir)), flush=True)
     if result.status == FAILED and not multirun:  # in a grid, the sweep callback sets the exit code
         sys.exit(1)
 
