@@ -69,9 +69,7 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     task = instantiate(cfg.task, _convert_="all")
     splits = task.load_splits()
     result.data_digest, result.metric = task.digest(splits), task.metric
-    tracker.set_tags({"data_digest": result.data_digest})
-    for split in ("train", "test"):
-        tracker.log_dataset(f"{task.name}/{split}", task.source_uri(), task.digest({split: splits[split]}), split)
+    _log_data(tracker, task, splits, result.data_digest)
     family = cfg.model.family
     reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device)
     if reason:
@@ -111,6 +109,17 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     result.cost = _cost(model, stats, device, out_dir / "adapter")
     result.status = FINISHED
     discard_checkpoint(checkpoints)
+    _log_outcome(tracker, result, out_dir)
+
+
+def _log_data(tracker: Tracker, task, splits: dict[str, list[dict]], digest: str) -> None:
+    tracker.set_tags({"data_digest": digest})
+    for split in ("train", "test"):
+        tracker.log_dataset(f"{task.name}/{split}", task.source_uri(), task.digest({split: splits[split]}), split)
+
+
+def _log_outcome(tracker: Tracker, result: Result, out_dir: Path) -> None:
+    """Scores with their CI bounds, the cost, and the files a user reopens: predictions, adapter config."""
     tracker.log_metrics({**result.metrics, **result.cost,
                          **{f"{k}_ci_low": lo for k, (lo, _) in result.confidence_intervals.items()},
                          **{f"{k}_ci_high": hi for k, (_, hi) in result.confidence_intervals.items()}})
