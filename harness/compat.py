@@ -5,6 +5,7 @@ The rules are data, the `supports:` block of each method YAML:
       families: [encoder, decoder]      # only these (absent: all)
       heads: [causal_lm, seq2seq_lm]    # only these (absent: all)
       devices: [cuda]                   # only these (absent: all)
+      layer_types: [linear]             # the model YAML's layer_type (absent there: linear)
       reason: why the lists above       # shown in the SKIPPED reason
       excludes:                         # combinations that fail although each part is allowed
         - {families: [seq2seq], heads: [sequence_classification], reason: ...}
@@ -17,13 +18,16 @@ from omegaconf import DictConfig
 
 from harness.env import Device
 
-AXES = (("families", "model families"), ("heads", "task heads"), ("devices", "devices"))
+AXES = (("families", "model families"), ("heads", "task heads"), ("devices", "devices"),
+        ("layer_types", "layer types"))
 
 
-def method_unsupported(method: DictConfig, family: str, head: str, device: Device) -> str | None:
-    """The reason a method cannot run here, or None."""
+def method_unsupported(method: DictConfig, family: str, head: str, device: Device,
+                       layer_type: str = "linear") -> str | None:
+    """The reason a method cannot run here, or None. layer_type: how the model implements its
+    projections (GPT-2's transformers Conv1D stores weights transposed, and some methods refuse it)."""
     rules = method.get("supports") or {}
-    where = {"families": family, "heads": head, "devices": device.type}
+    where = {"families": family, "heads": head, "devices": device.type, "layer_types": layer_type}
     why = f": {rules.reason}" if rules.get("reason") else ""
     for key, what in AXES:
         allowed = rules.get(key)

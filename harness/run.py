@@ -71,7 +71,8 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     result.data_digest, result.metric = task.digest(splits), task.metric
     _log_data(tracker, task, splits, result.data_digest)
     family = cfg.model.family
-    reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device)
+    reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device,
+                                                            cfg.model.get("layer_type", "linear"))
     if reason:
         result.status, result.reason = SKIPPED, reason
         return

@@ -68,7 +68,7 @@ def attach(model: torch.nn.Module, modules: Mapping[str, str], placement: str = 
         if sublayer not in modules:
             raise ValueError(f"placement {placement} needs adapter_modules.{sublayer} in the model YAML")
         for name, module in matching_modules(model, modules[sublayer]):
-            dim = module.out_features
+            dim = getattr(module, "out_features", None) or module.nf  # nn.Linear, or GPT-2's Conv1D
             replace_module(model, name, WithAdapter(module, Bottleneck(dim, max(1, dim // reduction_factor),
                                                                        activation)))
     config = {"placement": placement, "reduction_factor": reduction_factor, "activation": activation,

@@ -16,7 +16,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 COLUMNS = (("encoder", "sequence_classification", "encoder · cls"), ("encoder", "embedding", "encoder · emb"),
            ("decoder", "sequence_classification", "decoder · cls"), ("decoder", "causal_lm", "decoder · LM"),
            ("decoder", "embedding", "decoder · emb"),
-           ("seq2seq", "sequence_classification", "seq2seq · cls"), ("seq2seq", "seq2seq_lm", "seq2seq · LM"))
+           ("seq2seq", "sequence_classification", "seq2seq · cls"), ("seq2seq", "seq2seq_lm", "seq2seq · LM"),
+           ("decoder", "causal_lm", "GPT-2 Conv1D · LM", "conv1d"))
 DEVICES = (("cpu", "CPU"), ("cuda", "CUDA"))
 
 
@@ -31,8 +32,8 @@ def markdown(methods: dict[str, DictConfig]) -> str:
     """One row per method; ✗ cells carry a footnote number that the list below the table explains."""
     notes: list[str] = []
 
-    def cell(method: DictConfig, family: str, head: str, device: str) -> str:
-        reason = method_unsupported(method, family, head, Device(device, torch.float32))
+    def cell(method: DictConfig, family: str, head: str, device: str, layer: str = "linear") -> str:
+        reason = method_unsupported(method, family, head, Device(device, torch.float32), layer)
         if reason is None:
             return "✓"
         note = reason.split(": ", 1)[-1]  # the rule's reason, shared by all the cells it rules out
@@ -43,11 +44,12 @@ def markdown(methods: dict[str, DictConfig]) -> str:
     header = ["method", *(c[2] for c in COLUMNS), *(d[1] for d in DEVICES)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, method in methods.items():
-        cells = [cell(method, f, h, "cuda") for f, h, _ in COLUMNS]
+        cells = [cell(method, f, h, "cuda", *layer) for f, h, _, *layer in COLUMNS]
         cells += [cell(method, "decoder", "causal_lm", d) for d, _ in DEVICES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", *(f"[{i}] {n}" for i, n in enumerate(notes, 1))]
-    lines += ["", "CPU / CUDA: on a decoder with an LM head; the other columns assume a GPU."]
+    lines += ["", "CPU / CUDA: on a decoder with an LM head; the other columns assume a GPU and nn.Linear "
+                  "projections, except the GPT-2 column (transformers' Conv1D, e.g. model=tiny_gpt2)."]
     return "\n".join(lines)
 
 
