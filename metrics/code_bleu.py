@@ -2,8 +2,9 @@
 
 ngram_match and weighted_ngram_match come from the `codebleu` package, whose NLTK-derived BLEU code
 agrees with the official one exactly. syntax_match and dataflow_match are re-implemented in
-metrics/codebleu_ast.py with the official semantics (comments removed with the Java rules for every
-language, the official data-flow walk and its quirks), because the package deviates from them.
+metrics/codebleu_syntax.py, codebleu_dfg.py and codebleu_dataflow.py with the official semantics
+(comments removed with the Java rules for every language, the official data-flow walk and its quirks),
+because the package deviates from them.
 
 Grammars (`grammar=`, default from $CODEBLEU_GRAMMAR, else "official"):
   * "official": the tree-sitter grammar releases that reproduce the official 2020 my-languages.so on
@@ -15,7 +16,7 @@ Grammars (`grammar=`, default from $CODEBLEU_GRAMMAR, else "official"):
     rust for syntax). Not the official numbers: e.g. ~0.011 off on the golden cases.
 
 The official data-flow part depends on PYTHONHASHSEED (list(set(names)) orders); here those names are
-put in code order, so the result is identical on every hash seed (see codebleu_ast.py).
+put in code order, so the result is identical on every hash seed (see codebleu_dfg.py).
 """
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ from codebleu import bleu as _cb_bleu
 from codebleu import weighted_ngram_match as _cb_weighted
 from tree_sitter import Parser
 
-from . import codebleu_ast as _ast
-from .codebleu_ast import remove_comments_java_rules  # noqa: F401  (public helper)
+from . import codebleu_dataflow as _dataflow
+from .codebleu_syntax import remove_comments_java_rules  # noqa: F401  (public helper)
 
 LANGS = ("java", "javascript", "c_sharp", "php", "c", "cpp", "python", "go", "ruby", "rust")
-DFG_LANGS = _ast.OFFICIAL_LANGS
+DFG_LANGS = _dataflow.OFFICIAL_LANGS
 GRAMMARS = ("official", "modern")
 KEYS = ("codebleu", "ngram_match", "weighted_ngram_match", "syntax_match", "dataflow_match")
 _KEYWORDS_DIR = Path(_cb_pkg.__file__).parent / "keywords"
@@ -72,7 +73,7 @@ def structure_counts(pairs: Sequence[tuple[str, str]], lang: str, grammar: str |
     if lang not in DFG_LANGS:
         raise ValueError(f"no data-flow extractor for {lang!r}; one of {', '.join(DFG_LANGS)}")
     parser = _parser(lang, _grammar(grammar))
-    return _ast.pair_counts(lambda code: parser.parse(code.encode("utf-8")).root_node, str, lang, pairs)
+    return _dataflow.pair_counts(lambda code: parser.parse(code.encode("utf-8")).root_node, str, lang, pairs)
 
 
 def syntax_counts(reference: str, candidate: str, lang: str, grammar: str | None = None) -> tuple[int, int]:

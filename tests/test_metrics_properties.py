@@ -195,7 +195,7 @@ def _root(lang: str, code: str):
 
 
 def test_codebleu_syntax_counts_by_hand():
-    from metrics.codebleu_ast import syntax_counts
+    from metrics.codebleu_syntax import syntax_counts
     # (module (expression_statement (assignment left: (identifier) right: (identifier)))): 3 subtrees
     # with children; a = c has the same three s-expressions, a = 1 none of them (right: (integer))
     assert syntax_counts(_root("python", "a = b"), _root("python", "a = c"), str) == (3, 3)
@@ -203,7 +203,7 @@ def test_codebleu_syntax_counts_by_hand():
 
 
 def test_codebleu_java_dataflow_by_hand():
-    from metrics.codebleu_ast import data_flow, normalize_dataflow
+    from metrics.codebleu_dataflow import data_flow, normalize_dataflow
     code = "int f ( int a ) { int b = a + 1 ; a = b ; return a ; }"
     # tokens: int0 f1 MISSING;2 (3 int4 a5 )6 {7 int8 b9 =10 a11 +12 1(13) ;14 a15 =16 b17 ;18 return19 a20
     # f takes part in no flow (dropped); b's two declarator edges (from a and from 1) merge at position 9,
@@ -217,7 +217,7 @@ def test_codebleu_java_dataflow_by_hand():
 
 
 def test_codebleu_dataflow_matching_is_clipped():
-    from metrics.codebleu_ast import dataflow_counts
+    from metrics.codebleu_dataflow import dataflow_counts
     ref = [("x", 0, "comesFrom", [], []), ("y", 1, "comesFrom", [], [])]  # two identical normalised edges
     assert dataflow_counts(ref, ref[:1]) == (1, 2)
     assert dataflow_counts(ref, ref) == (2, 2)
@@ -225,7 +225,7 @@ def test_codebleu_dataflow_matching_is_clipped():
 
 
 def test_codebleu_loop_parents_in_code_order():
-    from metrics.codebleu_ast import data_flow
+    from metrics.codebleu_dataflow import data_flow
     code = "void f ( ) { int s = 0 ; int i = 0 ; while ( i < 9 ) { s = i + s ; i = s ; } }"
     # walked twice: s's assignment edge gets parents {i, s} merged; official order = hash order, ours = code order
     edges = {e[1]: e for e in data_flow(_root("java", code), code, "java")}
@@ -234,7 +234,7 @@ def test_codebleu_loop_parents_in_code_order():
 
 
 def test_codebleu_too_deep_code_has_no_dataflow_like_official():
-    from metrics.codebleu_ast import data_flow
+    from metrics.codebleu_dataflow import data_flow
     code = "int x = " + "(" * 1200 + "y" + ")" * 1200 + " ; int z = x ;"
     assert data_flow(_root("java", code), code, "java") == []  # official: RecursionError -> no data flow
     code = "int x = " + "(" * 50 + "y" + ")" * 50 + " ; int z = x ;"
