@@ -39,7 +39,14 @@ HEADS: dict[str, Head] = {
 
 
 def load_tokenizer(model_cfg: DictConfig):
-    tokenizer = instantiate(model_cfg.tokenizer)
+    try:
+        tokenizer = instantiate(model_cfg.tokenizer)
+    except Exception as err:
+        if not model_cfg.get("hub"):
+            raise
+        raise RuntimeError(
+            f"model {model_cfg.name} loads {model_cfg.path} from the Hugging Face hub and it is not in the "
+            "local cache; run with the hub reachable (HF_HUB_OFFLINE=0) or set model.path to a local copy") from err
     if tokenizer.pad_token is None:  # decoders often ship without one; padding needs it
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

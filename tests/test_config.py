@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from conftest import CONF, ROOT, compose, harness_cmd, subprocess_env
 from harness.env import pick_device
 from harness.models import load_model, load_tokenizer
+from harness.run import run
 
 GROUPS = ("task", "model", "method", "trainer", "tracker")
 
@@ -39,8 +40,12 @@ def test_task_composes_and_loads_validated_splits(task):
 
 
 @pytest.mark.parametrize("model", options("model"))
-def test_model_composes_and_loads_offline(model):
+def test_model_composes_and_loads_offline(model, in_tmp):
     cfg = compose([f"model={model}", "method=lora"])
+    if cfg.model.get("hub"):  # hub checkpoints: offline, the cell fails with a fix-it message
+        result = run(compose([f"model={model}", "trainer=smoke", "tracker=none"]), in_tmp / "cell")
+        assert result.status == "FAILED" and cfg.model.path in result.reason and "HF_HUB_OFFLINE=0" in result.reason
+        return
     tokenizer = load_tokenizer(cfg.model)
     assert tokenizer("def f(x): return x")["input_ids"]
     net, _ = load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), {"num_labels": 2})
