@@ -22,16 +22,19 @@ CODE_FIELDS = ("func", "func1", "code", "java", "cs", "buggy", "fixed", "origina
 
 
 def _corpus(files: list[Path], max_chars: int):
-    seen = 0
+    """Text fields of the shipped rows, an equal share of the budget per file, so every task's
+    language (Java, C#, Ruby, natural language, ...) shapes the vocabulary."""
+    share = max_chars // max(1, len(files))
     for path in files:
+        seen = 0
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             for key in CODE_FIELDS:
                 if isinstance(row.get(key), str):
                     seen += len(row[key])
                     yield row[key]
-            if seen > max_chars:
-                return
+            if seen > share:
+                break
 
 
 def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_length: int = 1024,
@@ -40,8 +43,10 @@ def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_lengt
     append_eos: end every sequence with </s>, as T5-style models expect."""
     from tokenizers import ByteLevelBPETokenizer
 
-    files = sorted(p for p in DATA_DIR.rglob("*.jsonl") if "pool" not in p.name)
-    key = hashlib.sha256(f"{vocab_size}-{max_chars}-{[p.name for p in files]}".encode()).hexdigest()[:12]
+    # Train and validation rows only: test text must not shape the vocabulary of models scored on it.
+    files = sorted(p for p in DATA_DIR.rglob("*.jsonl") if p.stem in ("train", "validation"))
+    listing = [(str(p.relative_to(DATA_DIR)), p.stat().st_size) for p in files]  # contents change -> retrain
+    key = hashlib.sha256(f"{vocab_size}-{max_chars}-{listing}".encode()).hexdigest()[:12]
     path = cache_dir("tokenizers") / f"byte_bpe-{vocab_size}-{key}" / "tokenizer.json"
     if not path.exists():
         bpe = ByteLevelBPETokenizer()
