@@ -16,7 +16,6 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.leaderboard_render import RENDERERS
 

@@ -8,7 +8,7 @@ reads the official files.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 TASKS = (
     "clone_detection_big_clone_bench", "clone_detection_poj104", "defect_detection",

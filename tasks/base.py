@@ -42,6 +42,16 @@ class Task:
             return f"task {self.name} ({self.kind}) needs a model family in {list(self.families)}, got {family}"
         return None
 
+    def model_kwargs(self) -> dict:
+        """Extra from_pretrained arguments of the task's head (num_labels for classification)."""
+        return {}
+
+    def collator(self, tokenizer, family: str):
+        """Pads a list of features into a batch (input ids, attention mask, labels)."""
+        from tasks.encoding import PadCollator
+
+        return PadCollator(tokenizer.pad_token_id)
+
     def loss(self, model, batch: dict):
         """Training loss of one batch; the head's own loss unless a task kind needs another."""
         return model(**batch).loss

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.base import Task
-from tasks.encoding import PadCollator, bos, lm_blocks, lm_feature, render
+from tasks.encoding import bos, lm_blocks, lm_feature, render
 from tasks.official import write_official
 
 MISSING = "<unk>"  # a whitespace token the model produced no characters for
@@ -42,12 +42,6 @@ class TokenCompletionTask(Task):
 
     def head(self, family: str) -> str:
         return "causal_lm"
-
-    def model_kwargs(self) -> dict:
-        return {}
-
-    def collator(self, tokenizer, family: str):
-        return PadCollator(tokenizer.pad_token_id)
 
     def text(self, row: dict) -> str:
         return render(self.text_template, row)

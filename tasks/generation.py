@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.base import Task
-from tasks.encoding import IGNORE, PadCollator, bos, plain_ids, render, truncate
+from tasks.encoding import IGNORE, bos, plain_ids, render, truncate
 from tasks.official import one_line, write_official
 
 
@@ -28,12 +28,6 @@ class GenerationTask(Task):
 
     def head(self, family: str) -> str:
         return "seq2seq_lm" if family == "seq2seq" else "causal_lm"
-
-    def model_kwargs(self) -> dict:
-        return {}
-
-    def collator(self, tokenizer, family: str):
-        return PadCollator(tokenizer.pad_token_id)
 
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:

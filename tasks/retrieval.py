@@ -15,7 +15,7 @@ import torch
 
 from metrics import formats
 from tasks.base import Task
-from tasks.encoding import PadCollator, render
+from tasks.encoding import render
 
 
 @dataclass
@@ -31,12 +31,6 @@ class RetrievalTask(Task):
 
     def head(self, family: str) -> str:
         return "embedding"
-
-    def model_kwargs(self) -> dict:
-        return {}
-
-    def collator(self, tokenizer, family: str):
-        return PadCollator(tokenizer.pad_token_id)
 
     def _groups(self, rows: list[dict]) -> list[int]:
         names: dict = {}
