@@ -5,7 +5,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
 
@@ -39,6 +38,3 @@ class Result:
         os.replace(tmp, path)
         return path
 
-
-def read(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

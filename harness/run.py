@@ -30,13 +30,12 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
     tracker: Tracker = instantiate(cfg.tracker)
     result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
                     seed=cfg.seed, config_hash=config_hash(cfg))
-    previous = tracker.previous(result.config_hash)
-    if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
-        result.status, result.mlflow_run_id = SKIPPED, previous.finished
-        result.reason = f"already FINISHED as MLflow run {previous.finished}; rerun=true runs it again"
-        result.write(out_dir)
-        return result
     try:
+        previous = tracker.previous(result.config_hash)
+        if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
+            result.status, result.mlflow_run_id = SKIPPED, previous.finished
+            result.reason = f"already FINISHED as MLflow run {previous.finished}; rerun=true runs it again"
+            return result
         tags = {**provenance.tags(result.config_hash), "cell": cell_name(cfg), "seed": str(cfg.seed)}
         tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
@@ -48,8 +47,9 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
         _safe(tracker.log_artifact, out_dir / "traceback.txt")
     finally:
         path = result.write(out_dir)
-        _safe(tracker.log_artifact, path)
-        _safe(tracker.end, result.status)
+        if tracker.run_id:  # a skipped cell (or a tracker that failed to start) has no run to close
+            _safe(tracker.log_artifact, path)
+            _safe(tracker.end, result.status)
     return result
 
 

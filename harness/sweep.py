@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from harness import provenance
+from harness.leaderboard import from_runs_dir
 from harness.report import comparison
-from harness.results import read
 
 PARENT_FILE = "parent_run_id"
 
@@ -42,7 +42,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        results = [read(p) for p in sorted(sweep_dir.rglob("result.json"))]
+        results = from_runs_dir(sweep_dir)
         table = comparison(results)
         counts = Counter(r["status"] for r in results)
         summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("FINISHED", "FAILED", "SKIPPED"))
@@ -63,8 +63,6 @@ def _leaderboards(results: list[dict], sweep_dir: Path) -> list[Path]:
     from harness.leaderboard import build
     from harness.leaderboard_render import RENDERERS
 
-    for record, path in zip(results, sorted(sweep_dir.rglob("result.json"))):
-        record["_dir"] = str(path.parent)
     board = build(results)
     paths = []
     for fmt in ("md", "html"):

@@ -79,6 +79,8 @@ class MlflowTracker:
         from mlflow import MlflowClient
 
         if self._client is None:
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self._client = MlflowClient(self.uri)
             self._experiment_id = mlflow_experiment(self.uri, self.experiment, self.artifact_root)
         return self._client
@@ -105,12 +107,9 @@ class MlflowTracker:
         owner = {"harness.host": platform.node(), "harness.pid": str(os.getpid())}
         if resume_run_id:
             client.update_run(resume_run_id, status="RUNNING")
-            for key, value in {**tags, **owner, "harness.resumed": "true"}.items():
-                client.set_tag(resume_run_id, key, value)
             self.run_id = resume_run_id
+            self.set_tags({**tags, **owner, "harness.resumed": "true"})
             return
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         tags = {**tags, **owner, MLFLOW_RUN_NAME: run_name}
         if parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
