@@ -8,6 +8,7 @@ examples cannot tell apart from it (p >= 0.05). Cost columns follow; every row l
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -88,14 +89,20 @@ def _interval(values: list[float], one_seed_ci: list[float] | None) -> tuple[flo
 
 def _predictions(record: dict) -> tuple[list, list] | None:
     """(references, predictions) of a run, read back from its official-format files."""
-    from metrics.__main__ import load
-
     files = record.get("files") or {}
     base = Path(record["_dir"])
     gold, pred = (base / "predictions" / Path(files.get(k, "")).name for k in ("gold", "predictions"))
     if not (files and gold.is_file() and pred.is_file()):
         return None
-    return load(record["metric"], str(gold), str(pred))
+    return _load(record["metric"], str(gold), str(pred))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(metric: str, gold: str, pred: str) -> tuple[list, list]:
+    """Parsed once per file pair: the best entry of a column is compared with every other row."""
+    from metrics.__main__ import load
+
+    return load(metric, gold, pred)
 
 
 def _mark_ties(column: dict[tuple[str, str], Entry]) -> None:

@@ -33,9 +33,8 @@ class ClassificationTask(Task):
         """Token ids per row (one text, or a pair truncated longest-first) with the label index."""
         texts = [[row[f] for row in rows] for f in self.text_fields]
         enc = tokenizer(*texts, truncation=True, max_length=max_length)
-        labels = [list(self.labels).index(row[self.label_field]) for row in rows]
         return [{"input_ids": ids, "attention_mask": mask, "labels": y}
-                for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels)]
+                for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], self.references(rows))]
 
     def references(self, rows: list[dict]) -> list[int]:
         return [list(self.labels).index(row[self.label_field]) for row in rows]
