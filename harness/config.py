@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
-NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir")
+NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir", "hub_mirror")
 
 
 def packaged_model_path(module: str) -> str:
@@ -26,9 +26,12 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Stable hash of what the cell computes (task, model, method, trainer, seed, data)."""
+def config_hash(cfg: DictConfig, data_identity: str | None = None) -> str:
+    """Stable hash of what the cell computes: task, model, method, trainer, seed, and the identity
+    of the data (source, revision or file sizes and mtimes: tasks.sources.Plan.identity)."""
     content = {k: v for k, v in to_container(cfg).items() if k not in NOT_HASHED}
+    if data_identity is not None:
+        content["data_identity"] = data_identity
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -38,6 +38,18 @@ HEADS: dict[str, Head] = {
 }
 
 
+def with_hub_mirror(cfg: DictConfig) -> DictConfig:
+    """The config with a hub model's path pointing into `hub_mirror` (DIR/<owner>/<name>, as
+    `hf download REPO --local-dir` writes it); the config hash keeps the repo id, not the path."""
+    if not cfg.get("hub_mirror") or not cfg.model.get("hub"):
+        return cfg
+    from tasks.sources import mirror_origin
+
+    local = cfg.copy()
+    local.model.path = str(mirror_origin(cfg.model.path, None, cfg.hub_mirror, "model").path)
+    return local
+
+
 def load_tokenizer(model_cfg: DictConfig):
     try:
         tokenizer = instantiate(model_cfg.tokenizer)
@@ -46,7 +58,8 @@ def load_tokenizer(model_cfg: DictConfig):
             raise
         raise RuntimeError(
             f"model {model_cfg.name} loads {model_cfg.path} from the Hugging Face hub and it is not in the "
-            "local cache; run with the hub reachable (HF_HUB_OFFLINE=0) or set model.path to a local copy") from err
+            "local cache; run with the hub reachable (HF_HUB_OFFLINE=0), set hub_mirror=DIR (a folder "
+            f"holding {model_cfg.path}/), or set model.path to a local copy") from err
     if tokenizer.pad_token is None:  # decoders often ship without one; padding needs it
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -1,7 +1,9 @@
 """Batched prediction: length-sorted batches, no gradients, results back in input order.
 
 Four primitives cover every task kind: class argmax, generation (KV cache, left padding for
-decoders), pooled embeddings, and teacher-forced next-token argmax over windows.
+decoders), pooled embeddings, and teacher-forced next-token argmax over windows. Features are read
+batch by batch from their Arrow dataset (only the lengths of the whole split are held), so a
+415,416-pair test split is scored without its token ids ever being in Python lists at once.
 """
 from __future__ import annotations
 
@@ -10,6 +12,50 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from harness.env import Device
+
+
+def is_arrow(features) -> bool:
+    return hasattr(features, "column_names")
+
+
+def rows_at(features, idx: Sequence[int], drop: Sequence[str] = ()) -> list[dict]:
+    """The features at positions idx as dicts (an Arrow dataset reads just those rows)."""
+    if not is_arrow(features):
+        return [{k: v for k, v in features[i].items() if k not in drop} for i in idx]
+    batch = features[list(idx)]
+    keys = [k for k in batch if k not in drop]
+    return [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
+
+
+class Sequences:
+    """One column of token-id sequences (of an Arrow dataset, a list of dicts, or a list of lists),
+    read batch by batch."""
+
+    def __init__(self, features, key: str | None = "input_ids"):
+        self.key = key
+        self.features = features.select_columns([key]) if is_arrow(features) else features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def lengths(self) -> list[int]:
+        if is_arrow(self.features):
+            import pyarrow.compute as pc
+
+            return pc.list_value_length(self.features.with_format("arrow")[self.key]).to_pylist()
+        return [len(self._get(f)) for f in self.features]
+
+    def take(self, idx: Sequence[int]) -> list[list[int]]:
+        if is_arrow(self.features):
+            return self.features[list(idx)][self.key]
+        return [self._get(self.features[i]) for i in idx]
+
+    def _get(self, item):
+        return item if self.key is None else item[self.key]
+
+
+def as_sequences(seqs) -> Sequences:
+    return seqs if isinstance(seqs, Sequences) else Sequences(seqs, None)
 
 
 def pad(seqs: Sequence[Sequence[int]], value: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,8 +87,8 @@ def predict_classes(model: torch.nn.Module, features: list[dict], collate: Calla
     """Argmax class per example."""
     model.eval()
     out: dict[int, int] = {}
-    for idx in length_batches([len(f["input_ids"]) for f in features], batch_size):
-        batch = collate([{k: v for k, v in features[i].items() if k != "labels"} for i in idx])
+    for idx in length_batches(Sequences(features).lengths(), batch_size):
+        batch = collate(rows_at(features, idx, drop=("labels",)))
         batch = {k: v.to(device.type) for k, v in batch.items()}
         with _autocast(device):
             logits = model(**batch).logits
@@ -51,14 +97,16 @@ def predict_classes(model: torch.nn.Module, features: list[dict], collate: Calla
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, prompts: list[list[int]], pad_id: int, batch_size: int,
+def generate(model: torch.nn.Module, prompts, pad_id: int, batch_size: int,
              device: Device, decoder_only: bool, **gen_kwargs) -> list[list[int]]:
-    """New token ids per prompt. Decoders are left-padded so every prompt ends where generation
-    starts; generate() keeps the KV cache; greedy unless gen_kwargs ask for beams."""
+    """New token ids per prompt (a Sequences column or a list of id lists). Decoders are
+    left-padded so every prompt ends where generation starts; generate() keeps the KV cache;
+    greedy unless gen_kwargs ask for beams."""
     model.eval()
+    prompts = as_sequences(prompts)
     out: dict[int, list[int]] = {}
-    for idx in length_batches([len(p) for p in prompts], batch_size):
-        ids, mask = pad([prompts[i] for i in idx], pad_id, "left" if decoder_only else "right")
+    for idx in length_batches(prompts.lengths(), batch_size):
+        ids, mask = pad(prompts.take(idx), pad_id, "left" if decoder_only else "right")
         with _autocast(device):
             seqs = model.generate(input_ids=ids.to(device.type), attention_mask=mask.to(device.type),
                                   use_cache=True, pad_token_id=pad_id, **gen_kwargs)
@@ -81,19 +129,20 @@ def encoder_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
 
 
 @torch.no_grad()
-def embed(model: torch.nn.Module, seqs: list[list[int]], pad_id: int, batch_size: int,
+def embed(model: torch.nn.Module, seqs, pad_id: int, batch_size: int,
           device: Device) -> torch.Tensor:
     """L2-normalised mean-pooled embeddings, (len(seqs), hidden), float32 on the CPU."""
     model.eval()
+    seqs = as_sequences(seqs)
     out: dict[int, torch.Tensor] = {}
-    for idx in length_batches([len(s) for s in seqs], batch_size):
-        ids, mask = pad([seqs[i] for i in idx], pad_id)
+    for idx in length_batches(seqs.lengths(), batch_size):
+        ids, mask = pad(seqs.take(idx), pad_id)
         ids, mask = ids.to(device.type), mask.to(device.type)
         with _autocast(device):
             pooled = mean_pool(encoder_states(model, ids, mask), mask)
         pooled = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
         out.update(zip(idx, pooled))
-    return torch.stack([out[i] for i in range(len(seqs))])
+    return torch.stack([out[i] for i in range(len(seqs))]) if out else torch.empty(0)
 
 
 @torch.no_grad()

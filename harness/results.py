@@ -27,6 +27,7 @@ class Result:
     reason: str | None = None        # why SKIPPED or FAILED
     mlflow_run_id: str | None = None
     data_digest: str | None = None
+    data: dict = field(default_factory=dict)  # source, revision, splits, comparable, why_not_comparable
     files: dict[str, str] = field(default_factory=dict)
     device: str | None = None
 

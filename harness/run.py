@@ -17,7 +17,8 @@ from harness import cost, provenance
 from harness.compat import method_unsupported
 from harness.config import config_hash, flatten, to_container
 from harness.env import Device, pick_device
-from harness.models import load_model
+from harness.features import build_features
+from harness.models import load_model, with_hub_mirror
 from harness.results import FAILED, FINISHED, SKIPPED, Result
 from harness.tracking import Tracker
 from harness.train import discard_checkpoint, train
@@ -31,6 +32,10 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
     result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
                     seed=cfg.seed, config_hash=config_hash(cfg))
     try:
+        task = instantiate(cfg.task, _convert_="all")
+        plan = task.data_plan(cfg.get("hub_mirror"))  # where the rows are (cheap: nothing is read yet)
+        print(f"[harness] data: {plan.why}", flush=True)
+        result.config_hash = config_hash(cfg, plan.identity)  # other data, other cell
         previous = tracker.previous(result.config_hash)
         if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
             result.status, result.mlflow_run_id = SKIPPED, previous.finished
@@ -40,7 +45,7 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
         tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
         _record_config(cfg, out_dir, tracker)
-        _execute(cfg, out_dir, tracker, result)
+        _execute(cfg, task, plan, out_dir, tracker, result)
     except Exception as err:  # noqa: BLE001 -- any cell failure is recorded, never propagated
         result.status, result.reason = FAILED, f"{type(err).__name__}: {err}"
         (out_dir / "traceback.txt").write_text(traceback.format_exc())
@@ -62,28 +67,31 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cell_name(cfg)}/seed{cfg.seed}"
 
 
-def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -> None:
+def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, result: Result) -> None:
     transformers.set_seed(cfg.seed)
     device = pick_device(cfg.device, cfg.precision)
     result.device = device.name
-    task = instantiate(cfg.task, _convert_="all")
-    splits = task.load_splits()
-    result.data_digest, result.metric = task.digest(splits), task.metric
-    _log_data(tracker, task, splits, result.data_digest)
+    data = task.load_data(plan)
+    result.data_digest, result.metric = data.digest, task.metric
+    result.data = _data_record(data, cfg.trainer)
+    _log_data(tracker, task, data, result.data)
     family = cfg.model.family
-    reason = task.unsupported(family) or method_unsupported(cfg.method, family, task.head(family), device,
-                                                            cfg.model.get("layer_type", "linear"))
+    reason = task.unsupported(family, data.documents) or method_unsupported(
+        cfg.method, family, task.head(family), device, cfg.model.get("layer_type", "linear"))
     if reason:
         result.status, result.reason = SKIPPED, reason
         return
 
-    model, tokenizer = load_model(cfg.model, cfg.method, task.head(family), device, task.model_kwargs())
+    model_cfg = with_hub_mirror(cfg).model
+    model, tokenizer = load_model(model_cfg, cfg.method, task.head(family), device, task.model_kwargs())
     max_length = min(task.max_source_length, cfg.model.max_length)
-    train_rows = _first(splits["train"], cfg.trainer.max_train_examples)
-    test_rows = _first(splits["test"], cfg.trainer.max_eval_examples)
+    train_rows = _first(data.splits["train"], cfg.trainer.max_train_examples)
+    test_rows = _first(data.splits["test"], cfg.trainer.max_eval_examples)
     collate = task.collator(tokenizer, family)
-    train_features = task.encode(train_rows, tokenizer, family, max_length)
-    test_features = task.encode(test_rows, tokenizer, family, max_length, for_training=False)
+    train_features = build_features(task, train_rows, plan.identity, tokenizer, family, max_length,
+                                    documents="train" in data.documents, label="train")
+    test_features = build_features(task, test_rows, plan.identity, tokenizer, family, max_length,
+                                   for_training=False, label="test")
 
     def evaluate() -> list:
         return task.predict(model, tokenizer, test_features, collate, cfg.trainer, device)
@@ -113,10 +121,26 @@ def _execute(cfg: DictConfig, out_dir: Path, tracker: Tracker, result: Result) -
     _log_outcome(tracker, result, out_dir)
 
 
-def _log_data(tracker: Tracker, task, splits: dict[str, list[dict]], digest: str) -> None:
-    tracker.set_tags({"data_digest": digest})
-    for split in ("train", "test"):
-        tracker.log_dataset(f"{task.name}/{split}", task.source_uri(), task.digest({split: splits[split]}), split)
+def _data_record(data, trainer: DictConfig) -> dict:
+    """result.json `data`; cutting a split with trainer.max_*_examples makes it not comparable."""
+    record = data.record()
+    cuts = [f"trainer.{key}={trainer[key]} keeps {trainer[key]:,} of {record['splits'][split]:,} {split} rows"
+            for key, split in (("max_train_examples", "train"), ("max_eval_examples", "test"))
+            if trainer[key] is not None and trainer[key] < record["splits"].get(split, 0)]
+    if cuts:
+        reasons = ([record["why_not_comparable"]] if record["why_not_comparable"] else []) + cuts
+        record.update(comparable=False, why_not_comparable="; ".join(reasons))
+    return record
+
+
+def _log_data(tracker: Tracker, task, data, record: dict) -> None:
+    tracker.set_tags({"data_digest": data.digest, "data.source": ", ".join(record["source"]),
+                      "data.revision": json.dumps(record["revision"]), "data.comparable": str(record["comparable"]),
+                      "data.why_not_comparable": record["why_not_comparable"] or "",
+                      **{f"data.splits.{s}": str(n) for s, n in record["splits"].items()}})
+    for split, spec in data.plan.specs.items():
+        where = str(data.plan.origins[spec["origin"]].path.resolve())
+        tracker.log_dataset(f"{task.name}/{split}", where, f"{data.digest}-{split}", split)
 
 
 def _log_outcome(tracker: Tracker, result: Result, out_dir: Path) -> None:
@@ -148,8 +172,8 @@ def _record_config(cfg: DictConfig, out_dir: Path, tracker: Tracker) -> None:
     tracker.log_artifact(out_dir / "config.yaml")
 
 
-def _first(rows: list[dict], n: int | None) -> list[dict]:
-    return rows if n is None else rows[:n]
+def _first(rows, n: int | None):
+    return rows if n is None or n >= len(rows) else rows.select(range(n))
 
 
 def _safe(fn, *args) -> None:

@@ -1,26 +1,26 @@
-"""What every task shares: where its rows come from and how they are validated.
+"""What every task kind implements (`Task`), and what they share: data, collation, scoring.
 
-A task is data (its YAML in conf/task/); the classes here only turn that data into rows, features,
-predictions in the official file format, and scores from `metrics`.
+A task is data (its YAML in conf/task/); the classes here turn that data into features, predictions
+in the official file format, and scores from `metrics`. Rows are Arrow datasets (or, in tests, lists
+of dicts); `column(rows, field)` reads one field of either.
 """
 from __future__ import annotations
 
-import hashlib
-import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import metrics
-from tasks import DATA_DIR
-from tasks.schema import DataError, read_jsonl, validate_row
-from tasks.splits import derive_splits
 
-SPLITS = ("train", "validation", "test")
+
+def column(rows, name: str) -> list:
+    """One field of every row: a column read from an Arrow dataset, or gathered from dicts."""
+    return rows[name] if hasattr(rows, "column_names") else [row[name] for row in rows]
 
 
 @dataclass
-class Task:
+class Task(ABC):
     name: str
     kind: str
     metric: str
@@ -35,16 +35,56 @@ class Task:
     families: tuple[str, ...] = ("encoder", "decoder", "seq2seq")
     required_splits: tuple[str, ...] = ("train", "test")
     metric_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. lang= for CodeBLEU
+    tokenizer_fields: Sequence[str] = ()  # text fields the offline tiny tokenizer is trained on
 
-    def unsupported(self, family: str) -> str | None:
-        """Why this task cannot run on a model family, or None when it can."""
+    # ---- what each kind implements --------------------------------------------------------------
+    @abstractmethod
+    def head(self, family: str) -> str:
+        """The model head this task trains on a family (a key of harness.models.HEADS)."""
+
+    @abstractmethod
+    def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
+               for_training: bool = True) -> list[dict]:
+        """Features of a batch of rows: token ids and, for training, labels. Every feature of a
+        task has the same keys (they become Arrow columns)."""
+
+    @abstractmethod
+    def predict(self, model, tokenizer, features, collate, trainer, device) -> list:
+        """Predictions for the test features, in row order, streamed in batches."""
+
+    @abstractmethod
+    def references(self, rows) -> list:
+        """Gold values of the rows, as metrics.compute(self.metric, ...) takes them."""
+
+    @abstractmethod
+    def write_predictions(self, rows, predictions: list, out_dir: Path) -> dict[str, Path]:
+        """Gold and predictions in the task's official CodeXGLUE file format."""
+
+    # ---- shared behaviour -------------------------------------------------------------------------
+    def unsupported(self, family: str, documents: frozenset = frozenset()) -> str | None:
+        """Why this task cannot run on a model family, or None when it can. A train split of
+        documents (continued pretraining, as line completion trains on the hub) needs a decoder."""
         if family not in self.families:
             return f"task {self.name} ({self.kind}) needs a model family in {list(self.families)}, got {family}"
+        if "train" in documents and family != "decoder":
+            return (f"task {self.name} trains on documents here (continued pretraining of a causal LM), "
+                    f"which needs a decoder, got {family}")
         return None
 
     def model_kwargs(self) -> dict:
         """Extra from_pretrained arguments of the task's head (num_labels for classification)."""
         return {}
+
+    def prepare(self, rows):
+        """Columns the whole split decides (a retrieval item's partner), before batched encoding."""
+        return rows
+
+    def encode_documents(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
+        """Training documents {text} (continued pretraining): causal-LM windows over each text."""
+        from tasks.encoding import bos, lm_blocks, lm_feature, plain_ids
+
+        return [lm_feature(window) for ids in plain_ids(tokenizer, [r["text"] for r in rows])
+                for _, window in lm_blocks(bos(tokenizer) + ids, max_length) if len(window) > 1]
 
     def collator(self, tokenizer, family: str):
         """Pads a list of features into a batch (input ids, attention mask, labels)."""
@@ -56,15 +96,10 @@ class Task:
         """Training loss of one batch; the head's own loss unless a task kind needs another."""
         return model(**batch).loss
 
-    # ---- scoring ---------------------------------------------------------------------------
-    def references(self, rows: list[dict]) -> list:
-        """Gold values of the rows, as metrics.compute(self.metric, ...) takes them."""
-        raise NotImplementedError
-
-    def score(self, rows: list[dict], predictions: list) -> dict[str, float]:
+    def score(self, rows, predictions: list) -> dict[str, float]:
         return metrics.compute(self.metric, self.references(rows), list(predictions), **self.metric_kwargs)
 
-    def confidence_intervals(self, rows: list[dict], predictions: list, n_resamples: int,
+    def confidence_intervals(self, rows, predictions: list, n_resamples: int,
                              seed: int) -> dict[str, list[float]]:
         """Bootstrap 95% CI of every metric over the test examples (seeded)."""
         from metrics.bootstrap import confidence_interval
@@ -73,83 +108,18 @@ class Task:
                                     n_resamples=n_resamples, seed=seed, **self.metric_kwargs)
         return {k: [float(lo), float(hi)] for k, (lo, hi) in found.items()}
 
-    # ---- data ------------------------------------------------------------------------------
-    def load_splits(self) -> dict[str, list[dict]]:
-        """Rows per split, validated: task.data_dir, else the hub (when online), else shipped data."""
-        if self.data_dir:
-            splits = self._from_dir(Path(self.data_dir).expanduser())
-        elif os.environ.get("HF_DATASETS_OFFLINE") != "1" and self.source.get("hf_id"):
-            splits = self._from_hub()
-        else:
-            splits = self._shipped()
-        for name in self.required_splits:
-            if not splits.get(name):
-                raise DataError(f"task {self.name}: split {name!r} is missing or empty; "
-                                f"expected {name}.jsonl with at least one row")
-        return splits
+    # ---- data --------------------------------------------------------------------------------------
+    def data_plan(self, hub_mirror: str | None = None):
+        """Where the rows come from (tasks.sources): cheap, nothing is read."""
+        from tasks.sources import plan
 
-    def _read(self, path: Path) -> list[dict]:
-        return read_jsonl(path, self.schema, self.id_field, self.allowed_values)
+        return plan(self, hub_mirror)
 
-    def _from_dir(self, root: Path) -> dict[str, list[dict]]:
-        if not root.is_dir():
-            raise DataError(f"task.data_dir={root}: not a directory; expected a folder with "
-                            f"{', '.join(s + '.jsonl' for s in SPLITS)}")
-        return {s: self._read(root / f"{s}.jsonl") for s in SPLITS if (root / f"{s}.jsonl").exists()}
+    def load_data(self, plan):
+        """The splits of a plan as validated Arrow datasets (tasks.loading.TaskData)."""
+        from tasks.loading import load
 
-    def _from_hub(self) -> dict[str, list[dict]]:
-        import datasets  # imported here: offline runs never touch it
+        return load(self, plan)
 
-        ds = datasets.load_dataset(self.source["hf_id"], self.source.get("hf_config"))
-        out = {}
-        for split in SPLITS:
-            if split in ds:
-                where = f"{self.source['hf_id']}[{split}]"
-                out[split] = [validate_row(dict(r), self.schema, f"{where} row {i}", self.allowed_values)
-                              for i, r in enumerate(ds[split])]
-        return out
-
-    def _shipped(self) -> dict[str, list[dict]]:
-        """Shipped real rows. `source.derive` makes the splits it names from one real file by a
-        stable hash (tasks/splits.py); the other splits come from their own shipped files.
-        `source.project` keeps only the schema's fields (rows borrowed from a richer schema)."""
-        if not self.source.get("shipped"):
-            hub = f"{self.source.get('hf_id')}[{self.source.get('hf_config')}]"
-            raise DataError(f"task {self.name}: no real rows are shipped for this variant; pass "
-                            f"task.data_dir=DIR ({', '.join(s + '.jsonl' for s in SPLITS)} in the "
-                            f"schema of {hub}) or go online (HF_DATASETS_OFFLINE=0) to load {hub}")
-        root = DATA_DIR / self.source["shipped"]
-        derive = self.source.get("derive") or {}
-        derived = set(derive.get("fractions", {}))
-        splits = {s: self._read_shipped(root / f"{s}.jsonl") for s in SPLITS
-                  if s not in derived and (root / f"{s}.jsonl").exists()}
-        if derive:
-            rows = self._read_shipped(root / derive["file"])
-            splits.update(derive_splits(rows, derive["by"], derive["fractions"]))
-        return splits
-
-    def _read_shipped(self, path: Path) -> list[dict]:
-        if not self.source.get("project"):
-            return self._read(path)
-        rows = read_jsonl(path, None, self.id_field)
-        return [validate_row({k: r.get(k) for k in self.schema}, self.schema, f"{path} row {i}",
-                             self.allowed_values) for i, r in enumerate(rows)]
-
-    def source_uri(self) -> str:
-        """Where the rows come from, for provenance (a directory, a hub id, or the shipped file)."""
-        if self.data_dir:
-            return str(Path(self.data_dir).expanduser().resolve())
-        if os.environ.get("HF_DATASETS_OFFLINE") != "1" and self.source.get("hf_id"):
-            return f"hf://datasets/{self.source['hf_id']}"
-        derive = self.source.get("derive")
-        return str((DATA_DIR / (self.source.get("shipped") or "") / (derive["file"] if derive else "")).resolve())
-
-    @staticmethod
-    def digest(splits: Mapping[str, list[dict]]) -> str:
-        """A short content digest of the rows actually used, for provenance tags."""
-        h = hashlib.sha256()
-        for name in sorted(splits):
-            h.update(name.encode())
-            for row in splits[name]:
-                h.update(repr(sorted(row.items())).encode("utf-8"))
-        return h.hexdigest()[:16]
+    def load_splits(self, hub_mirror: str | None = None) -> dict[str, Any]:
+        return self.load_data(self.data_plan(hub_mirror)).splits

@@ -10,16 +10,20 @@ the line; exact match and edit similarity as in CodeXGLUE's line-level evaluator
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import metrics
+from harness.env import cache_dir
 from tasks.completion import TokenCompletionTask
-from tasks.encoding import bos, plain_ids, truncate
+from tasks.encoding import bos, iter_rows, plain_ids, truncate
 from tasks.official import one_line, write_official
-from tasks.schema import DataError
+from tasks.schema import DataError, arrow_features
+from tasks.sources import Origin, Plan, file_stamp
 from tasks.splits import split_by_rank
 
 LINE_METRIC = "code_completion_line"
@@ -35,41 +39,49 @@ class CodeCorpusTask(TokenCompletionTask):
     lines_per_file: int = 4                  # line-completion examples per held-out file
     text_template: str = "{text}"
 
-    # ---- data: a directory instead of JSONL --------------------------------------------------
-    def _from_dir(self, root: Path) -> dict[str, list[dict]]:
-        if any((root / f"{s}.jsonl").exists() for s in ("train", "test")):
-            return super()._from_dir(root)   # JSONL rows {path, text} work too
-        return self._split(self._files(root))
+    # ---- data: a directory of source files (or JSONL rows {path, text}) ---------------------
+    def _root(self) -> Path:
+        return Path(self.data_dir or self.root or sysconfig.get_paths()["stdlib"]).expanduser()
 
-    def _shipped(self) -> dict[str, list[dict]]:
-        return self._split(self._files(Path(self.root or sysconfig.get_paths()["stdlib"])))
+    def data_plan(self, hub_mirror: str | None = None):
+        root = self._root()
+        if self.data_dir and any((root / f"{s}.jsonl").exists() for s in ("train", "test")):
+            return super().data_plan(hub_mirror)   # JSONL rows {path, text} work too
+        files = self._files(root)
+        origin = Origin(str(root.resolve()), root, stamp=file_stamp(files, root))
+        specs = {name: {"from": name, "origin": "files"} for name in self.fractions}
+        return Plan("files", f"source files under {root} ({len(files)} matching {list(self.include)})",
+                    specs, {"files": origin}, comparable=False,
+                    why_not_comparable="your own code: there is no published result to compare with")
 
-    def _files(self, root: Path) -> list[dict]:
+    def load_data(self, plan):
+        if plan.kind != "files":
+            return super().load_data(plan)
+        from datasets import Dataset
+
+        from tasks.loading import TaskData, unwrap_generation_error
+
+        root = plan.origins["files"].path
+        settings = json.dumps([str(root), [p.relative_to(root).as_posix() for p in self._files(root)]])
+        key = hashlib.sha256((settings + plan.identity).encode()).hexdigest()[:16]
+        with unwrap_generation_error():  # every file is read (and checked) once, into Arrow
+            rows = Dataset.from_generator(_read_files, features=arrow_features(self.schema), fingerprint=key,
+                                          cache_dir=str(cache_dir("datasets")), gen_kwargs={"settings": settings})
+        try:
+            chosen = split_by_rank([{"path": p, "i": i} for i, p in enumerate(rows["path"])], "path", self.fractions)
+        except ValueError as err:
+            raise DataError(f"task {self.name}: {err} (files)") from None
+        return TaskData({name: rows.select([r["i"] for r in part]) for name, part in chosen.items()}, plan)
+
+    def _files(self, root: Path) -> list[Path]:
         if not root.is_dir():
             raise DataError(f"task {self.name}: {root} is not a directory; expected a folder of source files")
         paths = sorted({p for pattern in self.include for p in root.glob(pattern) if p.is_file()})
         paths = [p for p in paths if not any(p.relative_to(root).match(x) for x in self.exclude)]
-        rows = []
-        for path in paths[: self.max_files]:
-            try:
-                text = path.read_bytes().decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}: bytes at offset {err.start} are not UTF-8; expected UTF-8 "
-                                "source files (exclude this file with task.exclude)") from None
-            if text.strip():
-                rows.append({"path": path.relative_to(root).as_posix(), "text": text})
-        if not rows:
+        paths = [p for p in paths[: self.max_files] if p.stat().st_size > 0]
+        if not paths:
             raise DataError(f"task {self.name}: no non-empty file under {root} matches {list(self.include)}")
-        return rows
-
-    def _split(self, rows: list[dict]) -> dict[str, list[dict]]:
-        try:
-            return split_by_rank(rows, "path", self.fractions)
-        except ValueError as err:
-            raise DataError(f"task {self.name}: {err} (files)") from None
-
-    def source_uri(self) -> str:
-        return str(Path(self.data_dir or self.root or sysconfig.get_paths()["stdlib"]).expanduser().resolve())
+        return paths
 
     # ---- line-level examples ------------------------------------------------------------------
     def line_examples(self, text: str) -> list[tuple[str, str]]:
@@ -93,28 +105,30 @@ class CodeCorpusTask(TokenCompletionTask):
         if for_training:
             return out
         budget = max(1, max_length - self.max_target_length - len(bos(tokenizer)))
-        for r, row in enumerate(rows):
-            for prompt, _ in self.line_examples(row["text"]):
-                ids = bos(tokenizer) + truncate(plain_ids(tokenizer, [prompt])[0], budget, "left")
-                out.append({"line_prompt": ids, "line_row": r})
-        return out
+        prompts = [[bos(tokenizer) + truncate(plain_ids(tokenizer, [prompt])[0], budget, "left")
+                    for prompt, _ in self.line_examples(row["text"])] for row in rows]
+        firsts = iter(prompts)
+        return [{**f, "line_prompts": next(firsts) if f["start"] == 0 else []} for f in out]
 
     def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[dict]:
         from harness.predict import generate
 
+        from tasks.base import column
+
         tokens = super().predict(model, tokenizer, features, collate, trainer, device)
-        prompts = [f for f in features if "line_prompt" in f]
-        new_ids = generate(model, [f["line_prompt"] for f in prompts], tokenizer.pad_token_id,
+        per_row = [p for p, start in zip(column(features, "line_prompts"), column(features, "start")) if start == 0]
+        flat = [(r, ids) for r, prompts in enumerate(per_row) for ids in prompts]
+        new_ids = generate(model, [ids for _, ids in flat], tokenizer.pad_token_id,
                            trainer.eval_batch_size, device, True, max_new_tokens=self.max_target_length,
                            do_sample=False, eos_token_id=tokenizer.eos_token_id)
         lines: list[list[str]] = [[] for _ in tokens]
-        for f, text in zip(prompts, tokenizer.batch_decode(new_ids, skip_special_tokens=True)):
-            lines[f["line_row"]].append(one_line(text.split("\n", 1)[0]))
+        for (r, _), text in zip(flat, tokenizer.batch_decode(new_ids, skip_special_tokens=True)):
+            lines[r].append(one_line(text.split("\n", 1)[0]))
         return [{"tokens": t, "lines": ls} for t, ls in zip(tokens, lines)]
 
     # ---- scoring: both metrics -----------------------------------------------------------------
     def _pairs(self, rows: list[dict], predictions: list[dict]) -> dict[str, tuple[list, list]]:
-        gold_lines = [gt for row in rows for _, gt in self.line_examples(row["text"])]
+        gold_lines = [gt for row in iter_rows(rows, ["text"]) for _, gt in self.line_examples(row["text"])]
         return {self.metric: (super().references(rows), [p["tokens"] for p in predictions]),
                 LINE_METRIC: (gold_lines, [line for p in predictions for line in p["lines"]])}
 
@@ -142,3 +156,16 @@ class CodeCorpusTask(TokenCompletionTask):
             refs, preds = self._pairs(rows, predictions)[name]
             files.update(write_official(name, range(len(refs)), refs, preds, out_dir, stem))
         return files
+
+
+def _read_files(settings: str):
+    root, paths = json.loads(settings)
+    for rel in paths:
+        path = Path(root) / rel
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: bytes at offset {err.start} are not UTF-8; expected UTF-8 "
+                            "source files (exclude this file with task.exclude)") from None
+        if text.strip():
+            yield {"path": rel, "text": text}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.base import Task
-from tasks.encoding import bos, lm_blocks, lm_feature, render
+from tasks.encoding import bos, iter_rows, lm_blocks, lm_feature, render, template_fields
 from tasks.official import write_official
 
 MISSING = "<unk>"  # a whitespace token the model produced no characters for
@@ -48,10 +48,10 @@ class TokenCompletionTask(Task):
 
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:
-        """Training: causal-LM windows. Prediction: the same windows, tagged with their row and
-        start, the first one carrying what maps subwords back to whitespace tokens."""
+        """Training: causal-LM windows. Prediction: the same windows with their start; a row's
+        first window (start 0) carries what maps its subwords back to whitespace tokens."""
         out = []
-        for r, row in enumerate(rows):
+        for row in rows:
             text = self.text(row)
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             ids = bos(tokenizer) + enc["input_ids"]
@@ -62,23 +62,30 @@ class TokenCompletionTask(Task):
                     if len(window) > 1:
                         out.append(lm_feature(window))
                     continue
-                feature = {"input_ids": window, "row": r, "start": start}
-                if n == 0:
-                    feature.update(ids=ids, owner=owner, tokens=text.split())
-                out.append(feature)
+                first = n == 0
+                out.append({"input_ids": window, "start": start, "ids": ids if first else [],
+                            "owner": owner if first else [], "tokens": text.split() if first else []})
         return out
 
-    def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[list[str]]:
-        from harness.predict import next_token_argmax
+    def predict(self, model, tokenizer, features, collate, trainer, device) -> list[list[str]]:
+        """Windows are read in order, a batch at a time; a row's whitespace tokens are assembled as
+        soon as its last window is predicted, so memory holds one row, not the split."""
+        from harness.predict import next_token_argmax, rows_at
 
-        windows = [f for f in features if "row" in f]
-        best = next_token_argmax(model, [f["input_ids"] for f in windows], tokenizer.pad_token_id,
-                                 trainer.eval_batch_size, device)
-        heads = {f["row"]: f for f in windows if "tokens" in f}
-        predicted = {r: [None] * len(h["ids"]) for r, h in heads.items()}
-        for f, preds in zip(windows, best):
-            predicted[f["row"]][f["start"] + 1: f["start"] + 1 + len(preds)] = preds
-        return [self._to_tokens(heads[r], predicted[r], tokenizer) for r in sorted(heads)]
+        out: list[list[str]] = []
+        head, predicted, size = None, [], trainer.eval_batch_size
+        for lo in range(0, len(features), size):
+            chunk = rows_at(features, range(lo, min(lo + size, len(features))))
+            best = next_token_argmax(model, [f["input_ids"] for f in chunk], tokenizer.pad_token_id, size, device)
+            for f, preds in zip(chunk, best):
+                if f["start"] == 0:
+                    if head is not None:
+                        out.append(self._to_tokens(head, predicted, tokenizer))
+                    head, predicted = f, [None] * len(f["ids"])
+                predicted[f["start"] + 1: f["start"] + 1 + len(preds)] = preds
+        if head is not None:
+            out.append(self._to_tokens(head, predicted, tokenizer))
+        return out
 
     @staticmethod
     def _to_tokens(head: dict, predicted: list, tokenizer) -> list[str]:
@@ -96,8 +103,8 @@ class TokenCompletionTask(Task):
             out.append("".join(text.split()) or MISSING)
         return out
 
-    def references(self, rows: list[dict]) -> list[list[str]]:
-        return [self.text(row).split() for row in rows]
+    def references(self, rows) -> list[list[str]]:
+        return [self.text(row).split() for row in iter_rows(rows, template_fields(self.text_template))]
 
-    def write_predictions(self, rows: list[dict], predictions: list[list[str]], out_dir: Path) -> dict[str, Path]:
+    def write_predictions(self, rows, predictions: list[list[str]], out_dir: Path) -> dict[str, Path]:
         return write_official(self.metric, range(len(rows)), self.references(rows), predictions, out_dir)

@@ -1,8 +1,9 @@
 """Helpers every task kind shares: prompt templates, truncation, padding collators, LM blocks."""
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -18,6 +19,24 @@ def fields(row: dict) -> dict:
 
 def render(template: str, row: dict) -> str:
     return template.format(**fields(row))
+
+
+def template_fields(*templates: str | None) -> list[str]:
+    """The row fields a set of format templates reads, in first-use order."""
+    found: list[str] = []
+    for template in templates:
+        for _, name, _, _ in string.Formatter().parse(template or ""):
+            if name and name not in found:
+                found.append(name)
+    return found
+
+
+def iter_rows(rows, names: Sequence[str]) -> Iterator[dict]:
+    """Rows with only the named fields, one at a time (an Arrow dataset reads just those columns)."""
+    if hasattr(rows, "column_names"):
+        rows = rows.select_columns([n for n in names if n in rows.column_names])
+    for row in rows:
+        yield row
 
 
 def truncate(ids: list[int], limit: int, side: str = "right") -> list[int]:

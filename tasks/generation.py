@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tasks.base import Task
-from tasks.encoding import IGNORE, bos, plain_ids, render, truncate
+from tasks.base import Task, column
+from tasks.encoding import IGNORE, bos, iter_rows, plain_ids, render, template_fields, truncate
 from tasks.official import one_line, write_official
 
 
@@ -60,10 +60,10 @@ class GenerationTask(Task):
         return out
 
     def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[str]:
-        from harness.predict import generate
+        from harness.predict import Sequences, generate
 
         decoder_only = not getattr(model.config, "is_encoder_decoder", False)
-        new_ids = generate(model, [f["input_ids"] for f in features], tokenizer.pad_token_id,
+        new_ids = generate(model, Sequences(features), tokenizer.pad_token_id,
                            trainer.eval_batch_size, device, decoder_only,
                            max_new_tokens=self.max_target_length, num_beams=self.num_beams,
                            do_sample=False, eos_token_id=tokenizer.eos_token_id)
@@ -75,9 +75,10 @@ class GenerationTask(Task):
             text = text.split(stop, 1)[0]
         return one_line(text)
 
-    def references(self, rows: list[dict]) -> list[str]:
-        return [one_line(render(self.reference_template or self.target_template, r)) for r in rows]
+    def references(self, rows) -> list[str]:
+        template = self.reference_template or self.target_template
+        return [one_line(render(template, r)) for r in iter_rows(rows, template_fields(template))]
 
-    def write_predictions(self, rows: list[dict], predictions: list[str], out_dir: Path) -> dict[str, Path]:
-        ids = [r[self.id_field] if self.id_field else i for i, r in enumerate(rows)]
+    def write_predictions(self, rows, predictions: list[str], out_dir: Path) -> dict[str, Path]:
+        ids = column(rows, self.id_field) if self.id_field else range(len(predictions))
         return write_official(self.metric, ids, self.references(rows), predictions, out_dir)

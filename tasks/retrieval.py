@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from metrics import formats
-from tasks.base import Task
-from tasks.encoding import render
+from tasks.base import Task, column
+from tasks.encoding import iter_rows, render, template_fields
 
 
 @dataclass
@@ -32,9 +32,30 @@ class RetrievalTask(Task):
     def head(self, family: str) -> str:
         return "embedding"
 
-    def _groups(self, rows: list[dict]) -> list[int]:
+    def _groups(self, rows) -> list[int]:
         names: dict = {}
-        return [names.setdefault(r[self.group_field], len(names)) for r in rows]
+        return [names.setdefault(value, len(names)) for value in column(rows, self.group_field)]
+
+    def prepare(self, rows):
+        """Clone retrieval: each item's positive is the next item of its group (cyclically; an item
+        alone is its own), found for the whole split at once in O(n) and stored as a column."""
+        if self.query_template is not None:
+            return rows
+        groups = self._groups(rows)
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        partner = [0] * len(groups)
+        for same in members.values():
+            for k, i in enumerate(same):
+                partner[i] = same[(k + 1) % len(same)]
+        codes = [render(self.code_template, r) for r in iter_rows(rows, template_fields(self.code_template))]
+        extra = {"group": groups, "partner_code": [codes[j] for j in partner]}
+        if hasattr(rows, "column_names"):
+            for name, values in extra.items():
+                rows = rows.add_column(name, values)
+            return rows
+        return [{**r, **{k: v[i] for k, v in extra.items()}} for i, r in enumerate(rows)]
 
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:
@@ -44,15 +65,8 @@ class RetrievalTask(Task):
             pairs = tokenizer([render(self.query_template, r) for r in rows], truncation=True,
                               max_length=min(self.query_max_length, max_length))["input_ids"]
             return [{"input_ids": c, "pair_input_ids": q} for c, q in zip(codes, pairs)]
-        groups = self._groups(rows)
-        return [{"input_ids": codes[i], "pair_input_ids": codes[self._partner(groups, i)], "group": g}
-                for i, g in enumerate(groups)]
-
-    @staticmethod
-    def _partner(groups: list[int], i: int) -> int:
-        """The next item of the same group (cyclically); an item alone is its own positive."""
-        same = [j for j, g in enumerate(groups) if g == groups[i]]
-        return same[(same.index(i) + 1) % len(same)]
+        pairs = tokenizer([r["partner_code"] for r in rows], truncation=True, max_length=max_length)["input_ids"]
+        return [{"input_ids": c, "pair_input_ids": p, "group": r["group"]} for c, p, r in zip(codes, pairs, rows)]
 
     def loss(self, model, batch: dict) -> torch.Tensor:
         """InfoNCE over the batch; other items of the anchor's own group are not negatives."""
@@ -73,31 +87,34 @@ class RetrievalTask(Task):
 
     def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[list[int]]:
         """Ranked pool positions per query: POJ-104 lists exactly R others; AdvTest the top_k."""
-        from harness.predict import embed
+        from collections import Counter
+
+        from harness.predict import Sequences, embed
         from metrics.retrieval import rank_by_similarity
 
         size, pad = trainer.eval_batch_size, tokenizer.pad_token_id
-        codes = embed(model, [f["input_ids"] for f in features], pad, size, device).numpy()
+        codes = embed(model, Sequences(features), pad, size, device).numpy()
         if self.query_template is not None:
-            queries = embed(model, [f["pair_input_ids"] for f in features], pad, size, device).numpy()
+            queries = embed(model, Sequences(features, "pair_input_ids"), pad, size, device).numpy()
             return rank_by_similarity(queries, codes, top_k=self.top_k).tolist()
-        groups = [f["group"] for f in features]
-        ranked = rank_by_similarity(codes, codes, top_k=None).tolist()
-        return [[j for j in ranked[i] if j != i][: groups.count(groups[i]) - 1] for i in range(len(groups))]
+        groups = column(features, "group")
+        sizes = Counter(groups)
+        ranked = rank_by_similarity(codes, codes, top_k=max(sizes.values())).tolist()  # R + itself at most
+        return [[j for j in ranked[i] if j != i][: sizes[g] - 1] for i, g in enumerate(groups)]
 
-    def references(self, rows: list[dict]) -> list:
+    def references(self, rows) -> list:
         """POJ-104: each item's group label; AdvTest: each query's own position in the pool."""
         return self._groups(rows) if self.query_template is None else list(range(len(rows)))
 
-    def write_predictions(self, rows: list[dict], predictions: list[list[int]], out_dir: Path) -> dict[str, Path]:
+    def write_predictions(self, rows, predictions: list[list[int]], out_dir: Path) -> dict[str, Path]:
         """Official files: answers JSONL keyed by url (AdvTest, gold idx) or index (POJ-104, label),
         and predictions JSONL `{key: ..., "answers": [ranked ids]}`."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        keys = [str(r[self.answer_field]) for r in rows]
-        ids = [r[self.id_field] for r in rows]
+        keys = [str(k) for k in column(rows, self.answer_field)]
+        ids = column(rows, self.id_field)
         gold_path, pred_path = out_dir / "answers.jsonl", out_dir / "predictions.jsonl"
         if self.query_template is None:
-            gold = [{"index": k, "label": r[self.group_field]} for k, r in zip(keys, rows)]
+            gold = [{"index": k, "label": g} for k, g in zip(keys, column(rows, self.group_field))]
             ranked = [[keys[j] for j in p] for p in predictions]
         else:
             gold = [{"url": k, "idx": i} for k, i in zip(keys, ids)]

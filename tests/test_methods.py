@@ -39,7 +39,7 @@ def setting(method_cfg) -> tuple[str, str] | None:
 @lru_cache(maxsize=None)
 def real_rows() -> tuple:
     task = instantiate(compose([]).task, _convert_="all")
-    return task, tuple(task.load_splits()["train"][:ROWS])
+    return task, tuple(task.load_splits()["train"].select(range(ROWS)))
 
 
 def features(tokenizer, head: str) -> list[dict]:

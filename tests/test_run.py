@@ -48,7 +48,8 @@ def test_cell_is_recorded_in_mlflow(in_tmp):
     assert recorded.info.run_name == "clone_bcb/tiny_bert/lora/seed7"
     assert recorded.data.tags["cell"] == "clone_bcb/tiny_bert/lora"
     assert {"git_commit", "host", "data_digest", "version.torch", "version.peft"} <= set(recorded.data.tags)
-    assert {d.dataset.name for d in recorded.inputs.dataset_inputs} == {"clone_bcb/train", "clone_bcb/test"}
+    assert {d.dataset.name for d in recorded.inputs.dataset_inputs} == {"clone_bcb/train", "clone_bcb/validation",
+                                                                        "clone_bcb/test"}
     assert math.isclose(recorded.data.metrics["f1"], result.metrics["f1"])
     assert recorded.data.params["method.peft.r"] == "8"
     assert recorded.data.tags["config_hash"] == result.config_hash

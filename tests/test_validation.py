@@ -65,7 +65,7 @@ def test_missing_test_split_is_named(tmp_path):
 
 def test_good_local_data_loads_for_any_task(tmp_path):
     splits = _task(_write(tmp_path, [GOOD, GOOD | {"id": 2, "target": False}])).load_splits()
-    assert [r["id"] for r in splits["train"]] == [1, 2] and splits["test"] == [GOOD]
+    assert [r["id"] for r in splits["train"]] == [1, 2] and list(splits["test"]) == [GOOD]
 
 
 def test_cli_exits_non_zero_and_records_failed(tmp_path):

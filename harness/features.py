@@ -1,0 +1,94 @@
+"""Token features of a split: a batched `Dataset.map`, cached on disk and keyed by everything they
+depend on (the data's identity and row selection, the tokenizer, the task's encoding settings and
+code, the model's family and length), so a second cell on the same data and model reads them
+memory-mapped in seconds instead of tokenising again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+
+from harness.env import cache_dir
+
+MAP_BATCH = 1000  # rows per batch of the tokenising map (and per Arrow write)
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """The tokenizer's whole state (vocabulary, merges, normaliser, post-processor, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # truncation and padding are per-call settings a previous call left there
+        state = json.dumps({k: v for k, v in json.loads(backend.to_str()).items()
+                            if k not in ("truncation", "padding")}, sort_keys=True)
+    else:
+        state = json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = [type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side,
+             tokenizer.model_max_length, sorted(tokenizer.special_tokens_map.items(), key=str)]
+    return hashlib.sha256((state + json.dumps(extra, default=str)).encode()).hexdigest()[:16]
+
+
+def _code_digest(task) -> str:
+    """The source of the task's classes and of tasks/encoding.py: changed encoding code, new cache."""
+    import tasks.encoding
+
+    modules = {inspect.getmodule(c) for c in type(task).__mro__ if c.__module__.startswith("tasks.")}
+    text = "".join(inspect.getsource(m) for m in sorted(modules | {tasks.encoding}, key=lambda m: m.__name__))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def features_key(task, rows, data_identity: str, tokenizer, family: str, max_length: int,
+                 for_training: bool, documents: bool) -> str:
+    settings = [dataclasses.asdict(task), data_identity, rows._fingerprint, len(rows), tokenizer_digest(tokenizer),
+                family, max_length, for_training, documents, _code_digest(task)]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def build_features(task, rows, data_identity: str, tokenizer, family: str, max_length: int,
+                   for_training: bool = True, documents: bool = False, label: str = "features"):
+    """The features of `rows` (an Arrow dataset), from the cache when these exact ones were made
+    before. Each feature gets a `length` column (its input length) for length-sorted batching."""
+    from datasets import Dataset
+
+    key = features_key(task, rows, data_identity, tokenizer, family, max_length, for_training, documents)
+    path = cache_dir("features") / f"{task.name}-{key}.arrow"
+    if path.exists():
+        found = Dataset.from_file(str(path))
+        print(f"[harness] {label}: {len(found):,} features from the cache ({len(rows):,} rows)", flush=True)
+        return found
+    print(f"[harness] {label}: tokenising {len(rows):,} rows (cached for the next cell)", flush=True)
+    if documents:
+        def encode(batch: list[dict]) -> list[dict]:
+            return task.encode_documents(batch, tokenizer, family, max_length)
+    else:
+        rows = task.prepare(rows)
+
+        def encode(batch: list[dict]) -> list[dict]:
+            return task.encode(batch, tokenizer, family, max_length, for_training)
+    keys = _feature_keys(encode, rows)
+
+    def batch_fn(batch: dict) -> dict:
+        names = list(batch)
+        found = encode([dict(zip(names, values)) for values in zip(*batch.values())])
+        out = {k: [f[k] for f in found] for k in keys}
+        out["length"] = [len(ids) for ids in out["input_ids"]]
+        return out
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.arrow")
+    rows.map(batch_fn, batched=True, batch_size=MAP_BATCH, remove_columns=rows.column_names,
+             cache_file_name=str(tmp), new_fingerprint=key, writer_batch_size=MAP_BATCH, load_from_cache_file=False)
+    os.replace(tmp, path)  # atomic: a parallel cell making the same features never reads half a file
+    return Dataset.from_file(str(path))
+
+
+def _feature_keys(encode, rows) -> list[str]:
+    """The columns every feature of this encoding has, from the first rows that give features."""
+    for start in range(0, len(rows), 64):
+        sample = rows.select(range(start, min(start + 64, len(rows))))
+        found = encode(list(sample))
+        if found:
+            return list(found[0])
+    return ["input_ids", "labels"]
+
