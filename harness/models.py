@@ -38,16 +38,20 @@ HEADS: dict[str, Head] = {
 }
 
 
-def with_hub_mirror(cfg: DictConfig) -> DictConfig:
+def with_hub_mirror(cfg: DictConfig) -> tuple[DictConfig, object]:
     """The config with a hub model's path pointing into `hub_mirror` (DIR/<owner>/<name>, as
-    `hf download REPO --local-dir` writes it); the config hash keeps the repo id, not the path."""
+    `hf download REPO --local-dir` writes it), and what identifies those weights (the revision that
+    download recorded, else the files' names, sizes and mtimes; None without a mirror). The config
+    hash keeps the repo id, not the path, and takes the identity, so other weights make another cell.
+    A model missing from the mirror is an error naming both."""
     if not cfg.get("hub_mirror") or not cfg.model.get("hub"):
-        return cfg
+        return cfg, None
     from tasks.sources import mirror_origin
 
+    origin = mirror_origin(cfg.model.path, None, cfg.hub_mirror, "model")
     local = cfg.copy()
-    local.model.path = str(mirror_origin(cfg.model.path, None, cfg.hub_mirror, "model").path)
-    return local
+    local.model.path = str(origin.path)
+    return local, origin.stamp
 
 
 def load_tokenizer(model_cfg: DictConfig):

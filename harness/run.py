@@ -35,7 +35,8 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
         task = instantiate(cfg.task, _convert_="all")
         plan = task.data_plan(cfg.get("hub_mirror"))  # where the rows are (cheap: nothing is read yet)
         print(f"[harness] data: {plan.why}", flush=True)
-        result.config_hash = config_hash(cfg, plan.identity)  # other data, other cell
+        local, weights = with_hub_mirror(cfg)         # the model's own copy, when a mirror holds it
+        result.config_hash = config_hash(cfg, json.dumps([plan.identity, weights], default=str))
         previous = tracker.previous(result.config_hash)
         if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
             result.status, result.mlflow_run_id = SKIPPED, previous.finished
@@ -45,7 +46,7 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
         tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
         _record_config(cfg, out_dir, tracker)
-        _execute(cfg, task, plan, out_dir, tracker, result)
+        _execute(local, task, plan, out_dir, tracker, result)
     except Exception as err:  # noqa: BLE001 -- any cell failure is recorded, never propagated
         result.status, result.reason = FAILED, f"{type(err).__name__}: {err}"
         (out_dir / "traceback.txt").write_text(traceback.format_exc())
@@ -82,8 +83,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
         result.status, result.reason = SKIPPED, reason
         return
 
-    model_cfg = with_hub_mirror(cfg).model
-    model, tokenizer = load_model(model_cfg, cfg.method, task.head(family), device, task.model_kwargs())
+    model, tokenizer = load_model(cfg.model, cfg.method, task.head(family), device, task.model_kwargs())
     max_length = min(task.max_source_length, cfg.model.max_length)
     train_rows = _first(data.splits["train"], cfg.trainer.max_train_examples)
     test_rows = _first(data.splits["test"], cfg.trainer.max_eval_examples)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.base import Task, column
-from tasks.encoding import iter_rows, template_fields
+from tasks.encoding import iter_rows, template_fields, token_ids
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ClassificationTask(Task):
                for_training: bool = True) -> list[dict]:
         """Token ids per row (one text, or a pair truncated longest-first) with the label index."""
         texts = [[row[f] for row in rows] for f in self.text_fields]
-        ids = tokenizer(*texts, truncation=True, max_length=max_length)["input_ids"]
+        ids = token_ids(tokenizer, texts[0], texts[1] if len(texts) > 1 else None, max_length)
         return [{"input_ids": x, "labels": y} for x, y in zip(ids, self.references(rows))]
 
     def references(self, rows) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.base import Task, column
-from tasks.encoding import IGNORE, bos, iter_rows, plain_ids, render, template_fields, truncate
+from tasks.encoding import IGNORE, bos, iter_rows, plain_ids, render, template_fields, token_ids, truncate
 from tasks.official import one_line, write_official
 
 
@@ -39,7 +39,7 @@ class GenerationTask(Task):
 
     def _encode_seq2seq(self, sources, targets, tokenizer, max_length, for_training) -> list[dict]:
         tokenizer.truncation_side = self.truncation_side
-        inputs = tokenizer(sources, truncation=True, max_length=max_length)["input_ids"]
+        inputs = token_ids(tokenizer, sources, max_length=max_length)
         tokenizer.truncation_side = "right"
         if not for_training:
             return [{"input_ids": ids} for ids in inputs]

@@ -51,7 +51,7 @@ def load(task, plan: Plan) -> TaskData:
                                task.allowed_values if own else {}, bool(spec.get("project")), raw)
                  for name in sources_of(spec)]
         where = f"task {task.name} split {split!r} ({origin.name})"
-        ds = build(parts, spec, task.id_field, where)
+        ds = build(parts, spec, task.id_field, where, cache_dir("datasets") / "selected")
         if spec.get("documents"):
             key = hashlib.sha256(f"{ds._fingerprint}{spec['documents']}".encode()).hexdigest()[:16]
             ds = to_documents(ds, spec["documents"], key)

@@ -15,7 +15,7 @@ import torch
 
 from metrics import formats
 from tasks.base import Task, column
-from tasks.encoding import iter_rows, render, template_fields
+from tasks.encoding import iter_rows, render, template_fields, token_ids
 
 
 @dataclass
@@ -59,13 +59,12 @@ class RetrievalTask(Task):
 
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:
-        codes = tokenizer([render(self.code_template, r) for r in rows], truncation=True,
-                          max_length=max_length)["input_ids"]
+        codes = token_ids(tokenizer, [render(self.code_template, r) for r in rows], max_length=max_length)
         if self.query_template is not None:
-            pairs = tokenizer([render(self.query_template, r) for r in rows], truncation=True,
-                              max_length=min(self.query_max_length, max_length))["input_ids"]
+            pairs = token_ids(tokenizer, [render(self.query_template, r) for r in rows],
+                              max_length=min(self.query_max_length, max_length))
             return [{"input_ids": c, "pair_input_ids": q} for c, q in zip(codes, pairs)]
-        pairs = tokenizer([r["partner_code"] for r in rows], truncation=True, max_length=max_length)["input_ids"]
+        pairs = token_ids(tokenizer, [r["partner_code"] for r in rows], max_length=max_length)
         return [{"input_ids": c, "pair_input_ids": p, "group": r["group"]} for c, p, r in zip(codes, pairs, rows)]
 
     def loss(self, model, batch: dict) -> torch.Tensor:

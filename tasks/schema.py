@@ -43,12 +43,7 @@ def validate_row(row: Any, schema: Mapping[str, str], where: str,
     """Check one row: every schema field present with its type, no extra field, allowed values."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    missing = [f for f in schema if f not in row]
-    if missing:
-        raise DataError(f"{where}: field {missing[0]!r} is missing; expected fields {list(schema)}")
-    extra = [f for f in row if f not in schema]
-    if extra:
-        raise DataError(f"{where}: field {extra[0]!r} is not in the task's schema {list(schema)}")
+    _check_fields(list(row), schema, where)
     for field, type_name in schema.items():
         if not _check_type(row[field], type_name):
             raise DataError(f"{where}: field {field!r} is {type(row[field]).__name__} "
@@ -58,6 +53,16 @@ def validate_row(row: Any, schema: Mapping[str, str], where: str,
             raise DataError(f"{where}: field {field!r} has unknown value {row[field]!r}; "
                             f"expected one of {list(values)}")
     return row
+
+
+def _check_fields(present: list[str], schema: Mapping[str, str], where: str) -> None:
+    """The schema's fields, and only them."""
+    missing = [f for f in schema if f not in present]
+    if missing:
+        raise DataError(f"{where}: field {missing[0]!r} is missing; expected fields {list(schema)}")
+    extra = [f for f in present if f not in schema]
+    if extra:
+        raise DataError(f"{where}: field {extra[0]!r} is not in the task's schema {list(schema)}")
 
 
 def iter_jsonl(path: Path, schema: Mapping[str, str], id_field: str | None = None,
@@ -137,13 +142,7 @@ def check_table(table: pa.Table, schema: Mapping[str, str], where: str, id_field
     nulls, allowed values, unique ids, at least one row. Errors name `where` and the first bad row."""
     if table.num_rows == 0:
         raise DataError(f"{where}: the split is empty; expected at least one row")
-    columns = table.column_names
-    missing = [f for f in schema if f not in columns]
-    if missing:
-        raise DataError(f"{where} row 0: field {missing[0]!r} is missing; expected fields {list(schema)}")
-    extra = [c for c in columns if c not in schema]
-    if extra:
-        raise DataError(f"{where} row 0: field {extra[0]!r} is not in the task's schema {list(schema)}")
+    _check_fields(table.column_names, schema, f"{where} row 0")
     for field, type_name in schema.items():
         column = table.column(field)
         if not _arrow_type_fits(column.type, type_name):

@@ -170,7 +170,7 @@ def _hub_plan(task, hub_mirror: str | None) -> Plan | str:
                             f"Face cache while {', '.join(k for k in cached if k not in missing)} is; "
                             "download it too (hf download REPO --repo-type dataset) or set hub_mirror=DIR")
         origins, where = cached, "the local Hugging Face cache (offline)"
-    names = ", ".join(f"{o.name}@{(o.revision or 'unknown revision')[:12]}" for o in origins.values())
+    names = ", ".join(f"{o.name}@{o.revision[:12] if o.revision else 'unknown revision'}" for o in origins.values())
     caveat = task.source.get("why_not_comparable")
     return Plan("hub", f"{names} from {where}", specs, origins, comparable=not caveat,
                 why_not_comparable=caveat, documents=_documents(specs))

@@ -245,3 +245,23 @@ def test_tokenised_features_are_cached_by_data_tokenizer_and_encoding(tmp_path, 
     assert first["input_ids"] == again["input_ids"] and max(again["length"]) <= 61
     other = build_features(task, data.splits["test"], data.plan.identity, tok, "encoder", 29, label="t")
     assert "tokenising" in capsys.readouterr().out and max(other["length"]) <= 29
+
+
+def test_py150_token_completion_splits_the_hub_train_files_as_codexglue_does(tmp_path, in_tmp):
+    """The hub's python train split holds python100k_train in order: the first 95,000 files are the
+    official train set, the last 5,000 its dev set; the hub's own tokenisation is flagged."""
+    prefixes = shipped("code_completion_token/python/validation.jsonl")
+    ids = [*range(0, 8), *range(94_996, 95_004)]
+    train = [{"id": i, "path": f"repo/f{i}.py", "code": prefixes[k]["code"]} for k, i in enumerate(ids)]
+    test = [{"id": i, "path": f"repo/t{i}.py", "code": prefixes[20 + i]["code"]} for i in range(4)]
+    mirror = tmp_path / "m"
+    write_repo(mirror / TOKEN, {"python": {"train": train, "test": test}}, task_of("completion_token_python").schema)
+    task = task_of("completion_token_python")
+    data = task.load_data(task.data_plan(str(mirror)))
+    assert data.splits["train"]["id"] == [*range(0, 8), 94_996, 94_997, 94_998, 94_999]
+    assert data.splits["validation"]["id"] == [95_000, 95_001, 95_002, 95_003]
+    assert data.record()["comparable"] is False and "tokenised the raw py150 files" in data.record()["why_not_comparable"]
+    result = run(compose(["task=completion_token_python", "model=tiny_llama", f"hub_mirror={mirror}", *SMOKE]),
+                 in_tmp / "cell")
+    assert result.status == "FINISHED", result.reason
+    assert result.data["splits"] == {"train": 12, "validation": 4, "test": 4}

@@ -63,3 +63,23 @@ def test_token_completion_maps_subwords_back_to_whitespace_tokens():
     wrong = task.predict(_Oracle({}, len(tok)), tok, features, None, trainer, pick_device("cpu"))
     assert len(wrong[0]) == len(row["code"]) and wrong[0] != row["code"]
     assert task.score([row], perfect)["token_accuracy"] == 100.0
+
+
+def test_fast_batch_ids_are_the_tokenizers_own_ids():
+    """tasks.encoding.token_ids (Rust batch call without offsets) gives exactly tokenizer(...)'s ids:
+    pairs truncated longest-first, either truncation side, with and without special tokens."""
+    import json
+
+    from tasks import DATA_DIR
+    from tasks.encoding import token_ids
+
+    rows = [json.loads(x) for x in (DATA_DIR / "clone_detection_big_clone_bench/pool.jsonl").open()][:40]
+    a, b = [r["func1"] for r in rows], [r["func2"] for r in rows]
+    for model in ("minilm", "tiny_bert", "tiny_t5"):
+        tok = load_tokenizer(compose([f"model={model}"]).model)
+        for side in ("right", "left"):
+            tok.truncation_side = side
+            assert token_ids(tok, a, b, 128) == tok(a, b, truncation=True, max_length=128)["input_ids"]
+            assert token_ids(tok, a, max_length=50) == tok(a, truncation=True, max_length=50)["input_ids"]
+        tok.truncation_side = "right"
+        assert token_ids(tok, a, add_special_tokens=False) == tok(a, add_special_tokens=False)["input_ids"]
