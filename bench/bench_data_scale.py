@@ -12,6 +12,10 @@
    model's tokenizer into the on-disk feature cache.
 3. Runs it again in a new process on the same cache (what a second cell on the same data does).
 
+`--jsonl 0.25` does the same through `task.data_dir` instead: {train,validation,test}.jsonl of a
+quarter of the size (225,257 / 103,854 / 103,854 pairs, 1.4 GB), streamed through the row validator
+into Arrow; the files are the cell's splits, so all 225,257 train pairs are tokenised.
+
 Prints wall time and peak RSS (the child's ru_maxrss, which counts memory-mapped Arrow pages the
 process touched) of each run, and the split and feature sizes, as one JSON line per run.
 """
@@ -33,15 +37,11 @@ SIZES = {"train": 901_028, "validation": 415_416, "test": 415_416}
 SHARD = 100_000
 
 
-def build_repo(mirror: Path) -> Path:
+def pair_shards(fraction: float = 1.0):
+    """(split, shard index, shard count, Arrow table) of BCB-shaped pairs of the shipped functions."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    import yaml
 
-    repo = mirror / REPO
-    if (repo / "README.md").exists():
-        return repo
     funcs: dict[int, str] = {}
     for line in (ROOT / "tasks/data/clone_detection_big_clone_bench/pool.jsonl").open(encoding="utf-8"):
         row = json.loads(line)
@@ -49,33 +49,53 @@ def build_repo(mirror: Path) -> Path:
     ids = np.array(sorted(funcs), dtype=np.int32)
     codes = pa.array([funcs[i] for i in ids.tolist()], pa.string())
     rng = np.random.default_rng(0)
-    schema = pa.schema([("id", pa.int32()), ("id1", pa.int32()), ("id2", pa.int32()),
-                        ("func1", pa.string()), ("func2", pa.string()), ("label", pa.bool_())])
-    info, offset = [], 0
-    for split, n in SIZES.items():
+    for split, full in SIZES.items():
+        n = int(full * fraction)
         shards = (n + SHARD - 1) // SHARD
-        nbytes = 0
         for k in range(shards):
             m = min(SHARD, n - k * SHARD)
             a, b = rng.integers(0, len(ids), m), rng.integers(0, len(ids), m)
-            table = pa.table([pa.array(np.arange(k * SHARD, k * SHARD + m, dtype=np.int32)), pa.array(ids[a]),
-                              pa.array(ids[b]), codes.take(pa.array(a)), codes.take(pa.array(b)),
-                              pa.array(rng.random(m) < 0.5)], schema=schema)
-            path = repo / "data" / f"{split}-{k:05d}-of-{shards:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path)
-            nbytes += table.nbytes
-        info.append({"name": split, "num_bytes": nbytes, "num_examples": n})
-        offset += n
-    card = {"dataset_info": {"features": [{"name": f.name, "dtype": str(f.type)}
-                                          for f in schema], "splits": info},
-            "configs": [{"config_name": "default",
-                         "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SIZES]}]}
+            yield split, k, shards, pa.table({
+                "id": pa.array(np.arange(k * SHARD, k * SHARD + m, dtype=np.int32)), "id1": pa.array(ids[a]),
+                "id2": pa.array(ids[b]), "func1": codes.take(pa.array(a)), "func2": codes.take(pa.array(b)),
+                "label": pa.array(rng.random(m) < 0.5)})
+
+
+def build_repo(mirror: Path) -> Path:
+    """The hub layout: README.md (dataset_info + configs) and data/<split>-NNNNN-of-NNNNN.parquet."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    repo = mirror / REPO
+    if (repo / "README.md").exists():
+        return repo
+    splits: dict[str, dict] = {}
+    for split, k, shards, table in pair_shards():
+        path = repo / "data" / f"{split}-{k:05d}-of-{shards:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        info = splits.setdefault(split, {"name": split, "num_bytes": 0, "num_examples": 0})
+        info["num_bytes"] += table.nbytes
+        info["num_examples"] += table.num_rows
+    features = [{"name": f.name, "dtype": str(f.type)} for f in table.schema]
+    card = {"dataset_info": {"features": features, "splits": list(splits.values())},
+            "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SIZES]}]}
     (repo / "README.md").write_text(f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n# BCB at full size (bench)\n")
     return repo
 
 
-def prepare(mirror: str, model: str) -> dict:
+def build_jsonl(folder: Path, fraction: float) -> Path:
+    """DIR/{train,validation,test}.jsonl in the task's schema, for task.data_dir."""
+    if (folder / "test.jsonl").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, k, _, table in pair_shards(fraction):
+        with open(folder / f"{split}.jsonl", "a" if k else "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(row) + "\n" for row in table.to_pylist())
+    return folder
+
+
+def prepare(overrides: list[str], model: str) -> dict:
     """The data steps of harness.run for the default cell, as a fresh process runs them."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import compose
@@ -84,7 +104,7 @@ def prepare(mirror: str, model: str) -> dict:
     from harness.features import build_features
     from harness.models import load_tokenizer, with_hub_mirror
 
-    cfg = compose([f"hub_mirror={mirror}", f"model={model}"])
+    cfg = compose([*overrides, f"model={model}"])
     task = instantiate(cfg.task, _convert_="all")
     started = time.perf_counter()
     plan = task.data_plan(cfg.hub_mirror)
@@ -105,21 +125,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/bench/data_scale")
     parser.add_argument("--model", default="minilm")
+    parser.add_argument("--jsonl", type=float, default=None, metavar="FRACTION",
+                        help="instead of the hub repo: JSONL files of this fraction of the full size, "
+                             "read through task.data_dir (0.25: 225,257 / 103,854 / 103,854 pairs)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out).resolve()
+    data = out / f"jsonl-{args.jsonl}" if args.jsonl else out / "mirror"
+    overrides = [f"task.data_dir={data}"] if args.jsonl else [f"hub_mirror={data}"]
     if args.child:
-        print(json.dumps(prepare(str(out / "mirror"), args.model)), flush=True)
+        print(json.dumps(prepare(overrides, args.model)), flush=True)
         return
     started = time.perf_counter()
-    build_repo(out / "mirror")
-    print(f"repo ready in {time.perf_counter() - started:.0f} s: {out / 'mirror' / REPO}", flush=True)
+    build_jsonl(data, args.jsonl) if args.jsonl else build_repo(data)
+    print(f"data ready in {time.perf_counter() - started:.0f} s: {data}", flush=True)
     cache = out / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     for run in ("first (cold cache)", "second (cached)"):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--child", "--out", str(out), "--model", args.model],
+        child = [sys.executable, __file__, "--child", "--out", str(out), "--model", args.model]
+        proc = subprocess.run(child + (["--jsonl", str(args.jsonl)] if args.jsonl else []),
                               cwd=ROOT, env=env, capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"{run} failed:\n{proc.stderr[-4000:]}")
