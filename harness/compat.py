@@ -44,13 +44,20 @@ def _matches(rule: Mapping[str, Any], where: Mapping[str, str]) -> bool:
 
 
 def prepare_kbit_training(model, use_gradient_checkpointing: bool = False):
-    """peft.prepare_model_for_kbit_training, plus a bitsandbytes 0.50 CPU workaround: a 4-bit layer
+    """peft.prepare_model_for_kbit_training, with the frozen matrices it upcasts put back: PEFT casts
+    every non-quantized parameter to fp32, which for Llama 3's embedding and output head adds 2 GB
+    that a frozen weight never needs; only the vectors (norm weights, biases) stay fp32, for
+    stability, as torchtune keeps them. Plus a bitsandbytes 0.50 CPU workaround: a 4-bit layer
     repacks its weight for AVX512-BF16 inference on its first eval-mode forward and cannot train
     afterwards (an in-place bias add on a graph tensor), so evaluating before training broke QLoRA
     on such CPUs. Turning the repacking off keeps eval and train interchangeable."""
     import peft
 
+    dtypes = {n: p.dtype for n, p in model.named_parameters() if p.dim() > 1 and p.is_floating_point()}
     model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=use_gradient_checkpointing)
+    for name, p in model.named_parameters():
+        if name in dtypes and not p.requires_grad and p.dtype != dtypes[name]:
+            p.data = p.data.to(dtypes[name])
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False

@@ -4,12 +4,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
-NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir", "hub_mirror")
+NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir", "hub_mirror", "estimate")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def packaged_model_path(module: str) -> str:

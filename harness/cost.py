@@ -6,11 +6,11 @@ uint8 (two values per byte) with its shape in the quant state; QA-LoRA's packed 
 """
 from __future__ import annotations
 
-import resource
-import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import torch
 
 
@@ -72,18 +72,44 @@ def _bnb_4bit(state) -> list:
     return tensors
 
 
-def reset_peak_memory(device_type: str) -> None:
-    if device_type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+class PeakMemory:
+    """This cell's peak memory. On a GPU: CUDA's max allocated since the cell started (the counter is
+    reset then). On the CPU, which has no counter to reset: the resident set size sampled every
+    `interval` seconds by a thread, minus the RSS when the cell started, so the cells of one sweep
+    (one process) are comparable. Use as a context manager; `.bytes` is the peak."""
 
+    def __init__(self, device_type: str, interval: float = 0.02):
+        self.device_type, self.interval = device_type, interval
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-def peak_memory_bytes(device_type: str) -> int:
-    """CUDA max allocated on a GPU; process peak RSS on the CPU (since the process started: the CPU
-    has no counter to reset)."""
-    if device_type == "cuda":
-        return int(torch.cuda.max_memory_allocated())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+    def __enter__(self) -> "PeakMemory":
+        if self.device_type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        self._process = psutil.Process()
+        self._start = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.bytes = max(self.bytes, self._process.memory_info().rss - self._start)
+            self._stop.wait(self.interval)
+
+    def read(self) -> int:
+        """The peak so far."""
+        if self.device_type == "cuda":
+            return int(torch.cuda.max_memory_allocated())
+        return int(max(self.bytes, self._process.memory_info().rss - self._start))
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self.bytes = self.read()
+            self._stop.set()
+            self._thread.join()
 
 
 def dir_bytes(path: Path) -> int:

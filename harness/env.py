@@ -23,14 +23,15 @@ class Device:
 
 
 def pick_device(requested: str = "auto", precision: str = "auto") -> Device:
-    """CUDA when present (bf16 where the GPU supports it), else the CPU in fp32 (bf16 is slower there)."""
+    """CUDA when present (bf16 where the GPU supports it, else fp16 with loss scaling), else the CPU in
+    fp32 (bf16 is slower there)."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda was asked for but no CUDA device is visible; use device=auto or cpu")
     if precision == "auto":
-        bf16 = requested == "cuda" and torch.cuda.is_bf16_supported()
-        precision = "bf16" if bf16 else "fp32"
+        cuda = requested == "cuda"
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:
         raise ValueError(f"precision={precision!r}; expected one of auto, {', '.join(dtypes)}")

@@ -78,6 +78,8 @@ def build_features(task, rows, data_identity: str, tokenizer, family: str, max_l
         found = encode([dict(zip(names, values)) for values in zip(*batch.values())])
         out = {k: [f[k] for f in found] for k in keys}
         out["length"] = [len(ids) for ids in out["input_ids"]]
+        if "pair_input_ids" in out:
+            out["pair_length"] = [len(ids) for ids in out["pair_input_ids"]]
         for k in ("input_ids", "pair_input_ids"):  # int32 on disk: half the bytes of Python's int64
             if k in out:
                 out[k] = [np.asarray(ids, dtype=np.int32) for ids in out[k]]
@@ -115,7 +117,7 @@ def _parallel_tokenizer():
     """The Rust tokenizer's own threads for the batch calls (every core), off again afterwards: the
     harness keeps TOKENIZERS_PARALLELISM=false so that DataLoader workers can fork safely."""
     before = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = os.environ.get("XPAR", "true")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
     try:
         yield
     finally:

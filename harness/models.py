@@ -7,6 +7,7 @@ and an optional preparation step. Heads are a table keyed by the task's head, no
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -71,12 +72,14 @@ def load_tokenizer(model_cfg: DictConfig):
 
 def materialize(model_cfg: DictConfig, tokenizer) -> str:
     """Build a model with random weights from its config once and save it, so every later load
-    (quantized included) goes through from_pretrained like a real checkpoint."""
+    (quantized included) goes through from_pretrained like a real checkpoint. The vocabulary is the
+    tokenizer's unless the config sets a (larger) vocab_size, to match a real model's size."""
     build = OmegaConf.to_container(model_cfg.build, resolve=True)
     key = hashlib.sha256(json.dumps([build, len(tokenizer)], sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir("models") / f"{model_cfg.name}-{key}"
     if not (path / "config.json").exists():
-        config = instantiate(model_cfg.build.config, vocab_size=len(tokenizer),
+        vocab = max(len(tokenizer), int(build["config"].get("vocab_size") or 0))
+        config = instantiate(model_cfg.build.config, vocab_size=vocab,
                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         torch.manual_seed(model_cfg.build.init_seed)
@@ -91,20 +94,46 @@ def materialize(model_cfg: DictConfig, tokenizer) -> str:
     return str(path)
 
 
+def base_dtype(method_cfg: DictConfig, device: Device) -> torch.dtype:
+    """The dtype the base model loads in. On a GPU the compute dtype (bf16, or fp16 where bf16 is not
+    supported): a frozen base then takes half the memory of fp32. fp32 on the CPU, and for a method
+    whose YAML says `base_dtype: float32` (full fine-tuning: fp32 master weights under autocast)."""
+    if device.type == "cpu" or method_cfg.get("base_dtype") == "float32":
+        return torch.float32
+    return device.dtype
+
+
+def attention_implementation(model_cfg: DictConfig, device: Device) -> str:
+    """`model.attn_implementation`: auto is flash-attention 2 on a GPU where the flash_attn package
+    is installed, else PyTorch's scaled-dot-product attention (sdpa); any other value is passed on."""
+    setting = model_cfg.get("attn_implementation", "auto")
+    if setting != "auto":
+        return setting
+    return "flash_attention_2" if device.type == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
 def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device: Device,
-               head_kwargs: dict[str, Any] | None = None):
-    """Returns (model with the method attached, tokenizer)."""
+               head_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False):
+    """Returns (model with the method attached, tokenizer). Trainable parameters are fp32 whatever
+    the base's dtype; gradient checkpointing (non-reentrant) recomputes activations in backward."""
     tokenizer = load_tokenizer(model_cfg)
     path = model_cfg.path or materialize(model_cfg, tokenizer)
     spec = HEADS[head]
-    kwargs: dict[str, Any] = {"dtype": torch.float32, "device_map": {"": device.type}}
+    kwargs: dict[str, Any] = {"dtype": base_dtype(method_cfg, device), "device_map": {"": device.type},
+                              "attn_implementation": attention_implementation(model_cfg, device)}
     kwargs.update(head_kwargs or {}, pad_token_id=tokenizer.pad_token_id)
     if method_cfg.get("quantization") is not None:
         kwargs["quantization_config"] = instantiate(
             method_cfg.quantization, bnb_4bit_compute_dtype=device.dtype,
             llm_int8_skip_modules=[*model_cfg.head_modules, *spec.unquantized], _convert_="all")
     model = spec.auto_class.from_pretrained(path, **kwargs)
-    return attach_method(model, model_cfg, method_cfg, spec), tokenizer
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model = attach_method(model, model_cfg, method_cfg, spec)
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model, tokenizer
 
 
 def attach_method(model, model_cfg: DictConfig, method_cfg: DictConfig, spec: Head):

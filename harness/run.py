@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import transformers
@@ -19,6 +20,7 @@ from harness.config import config_hash, flatten, to_container
 from harness.env import Device, pick_device
 from harness.features import build_features
 from harness.models import load_model, with_hub_mirror
+from harness.predict import metered
 from harness.results import FAILED, FINISHED, SKIPPED, Result
 from harness.tracking import Tracker
 from harness.train import discard_checkpoint, train
@@ -68,10 +70,57 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cell_name(cfg)}/seed{cfg.seed}"
 
 
+@dataclass
+class _Cell:
+    """What a cell trains and scores, once its data and model are loaded."""
+    model: object
+    tokenizer: object
+    collate: object
+    train_features: object
+    test_rows: object
+    test_features: object
+    estimated_peak: int | None
+
+
 def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, result: Result) -> None:
     transformers.set_seed(cfg.seed)
     device = pick_device(cfg.device, cfg.precision)
     result.device = device.name
+    with cost.PeakMemory(device.type) as peak:  # this cell's own peak, on the CPU as on a GPU
+        cell = _prepare(cfg, task, plan, device, tracker, result)
+        if cell is None:
+            return
+
+        def evaluate() -> tuple[list, dict]:
+            with metered() as meter:
+                return task.predict(cell.model, cell.tokenizer, cell.test_features, cell.collate,
+                                    cfg.trainer, device), meter
+
+        if cfg.trainer.eval_before_training:
+            result.untrained_metrics = task.score(cell.test_rows, evaluate()[0])
+            tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
+        checkpoints = Path(cfg.checkpoint_dir) / result.config_hash
+        stats = train(cell.model, cell.train_features, cell.collate, cfg.trainer, instantiate(cfg.method.optimizer),
+                      device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss,
+                      step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()),
+                      checkpoint_dir=checkpoints)
+        predictions, meter = evaluate()
+    result.metrics = task.score(cell.test_rows, predictions)
+    result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
+    result.confidence_intervals = task.confidence_intervals(cell.test_rows, predictions,
+                                                            cfg.trainer.bootstrap_resamples, cfg.seed)
+    result.files = {k: str(v) for k, v in task.write_predictions(cell.test_rows, predictions,
+                                                                 out_dir / "predictions").items()}
+    cell.model.save_pretrained(out_dir / "adapter")
+    result.cost = _cost(cell.model, stats, meter, peak.bytes, out_dir / "adapter")
+    result.cost["estimated_peak_memory_bytes"] = cell.estimated_peak
+    result.status = FINISHED
+    discard_checkpoint(checkpoints)
+    _log_outcome(tracker, result, out_dir)
+
+
+def _prepare(cfg: DictConfig, task, plan, device: Device, tracker: Tracker, result: Result) -> _Cell | None:
+    """Data, compatibility (None and SKIPPED when the combination cannot run), model and features."""
     data = task.load_data(plan)
     result.data_digest, result.metric = data.digest, task.metric
     result.data = _data_record(data, cfg.trainer)
@@ -81,44 +130,31 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
         cfg.method, family, task.head(family), device, cfg.model.get("layer_type", "linear"))
     if reason:
         result.status, result.reason = SKIPPED, reason
-        return
-
-    model, tokenizer = load_model(cfg.model, cfg.method, task.head(family), device, task.model_kwargs())
+        return None
+    model, tokenizer = load_model(cfg.model, cfg.method, task.head(family), device, task.model_kwargs(),
+                                  gradient_checkpointing=cfg.trainer.get("gradient_checkpointing", False))
+    if cfg.trainer.get("compile"):
+        model.compile()
     max_length = min(task.max_source_length, cfg.model.max_length)
     train_rows = _first(data.splits["train"], cfg.trainer.max_train_examples)
     test_rows = _first(data.splits["test"], cfg.trainer.max_eval_examples)
-    collate = task.collator(tokenizer, family)
     train_features = build_features(task, train_rows, plan.identity, tokenizer, family, max_length,
                                     documents="train" in data.documents, label="train")
     test_features = build_features(task, test_rows, plan.identity, tokenizer, family, max_length,
                                    for_training=False, label="test")
+    return _Cell(model, tokenizer, task.collator(tokenizer, family), train_features, test_rows, test_features,
+                 _estimate(cfg))
 
-    def evaluate() -> list:
-        return task.predict(model, tokenizer, test_features, collate, cfg.trainer, device)
 
-    if cfg.trainer.eval_before_training:
-        result.untrained_metrics = task.score(test_rows, evaluate())
-        tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
+def _estimate(cfg: DictConfig) -> int | None:
+    """The memory estimate of harness.estimate, recorded beside the measured peak."""
+    from harness.estimate import estimate
 
-    cost.reset_peak_memory(device.type)
-    checkpoints = Path(cfg.checkpoint_dir) / result.config_hash
-    stats = train(model, train_features, collate, cfg.trainer, instantiate(cfg.method.optimizer),
-                  device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss,
-                  step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()),
-                  checkpoint_dir=checkpoints)
-    predictions = evaluate()
-
-    result.metrics = task.score(test_rows, predictions)
-    result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
-    result.confidence_intervals = task.confidence_intervals(test_rows, predictions,
-                                                            cfg.trainer.bootstrap_resamples, cfg.seed)
-    result.files = {k: str(v) for k, v in task.write_predictions(test_rows, predictions,
-                                                                 out_dir / "predictions").items()}
-    model.save_pretrained(out_dir / "adapter")
-    result.cost = _cost(model, stats, device, out_dir / "adapter")
-    result.status = FINISHED
-    discard_checkpoint(checkpoints)
-    _log_outcome(tracker, result, out_dir)
+    try:
+        return estimate(cfg).peak_bytes
+    except Exception as err:  # noqa: BLE001 -- an estimate that cannot be made must not stop the cell
+        print(f"[harness] warning: no memory estimate for this cell ({type(err).__name__}: {err})", flush=True)
+        return None
 
 
 def _data_record(data, trainer: DictConfig) -> dict:
@@ -154,13 +190,17 @@ def _log_outcome(tracker: Tracker, result: Result, out_dir: Path) -> None:
             tracker.log_artifact(out_dir / "adapter" / name, "adapter")
 
 
-def _cost(model, stats, device: Device, adapter_dir: Path) -> dict[str, float]:
+def _cost(model, stats, meter: dict, peak_bytes: int, adapter_dir: Path) -> dict[str, float]:
     return {**cost.parameter_counts(model),
             "base_weight_bytes": cost.base_weight_bytes(model),
-            "peak_memory_bytes": cost.peak_memory_bytes(device.type),
+            "peak_memory_bytes": peak_bytes,
             "train_seconds": stats.seconds, "train_steps": stats.steps,
             "resumed_from_step": stats.resumed_from_step,
             "train_tokens": stats.tokens, "tokens_per_second": stats.tokens_per_second,
+            "padding_share": stats.padding_share,
+            "predict_seconds": meter["seconds"], "predict_tokens": meter["tokens"],
+            "predict_generated_tokens": meter["generated"],
+            "predict_tokens_per_second": meter["tokens"] / meter["seconds"] if meter["seconds"] else 0.0,
             "adapter_bytes": cost.dir_bytes(adapter_dir)}
 
 

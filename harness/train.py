@@ -1,8 +1,11 @@
 """The training loop: plain PyTorch, the same for every method (the method is already in the model).
 
-It checkpoints the trainable weights, optimizer, scheduler and progress every `checkpoint_every`
-steps; a cell whose process was killed resumes from there, on the same data order (each epoch's
-shuffle is seeded by seed + epoch, so the batches already seen are skipped exactly).
+Batches come from a DataLoader over the cached features (worker processes and pinned memory on a
+GPU, so collation stays off the critical path), in the order harness.batching draws: grouped by
+length by default, seeded by seed + epoch. fp16 runs with a gradient scaler. Every
+`checkpoint_every` steps the trainable weights, optimizer, scheduler, scaler and progress are saved;
+a cell whose process was killed resumes from there on the same batches (those already seen are
+skipped). A line every `log_every` steps says where training is.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import get_scheduler
 
+from harness.batching import batch_tokens, epoch_batches, feature_lengths
 from harness.env import Device
 
 CHECKPOINT = "checkpoint.pt"
@@ -31,7 +35,8 @@ class TrainingDiverged(RuntimeError):
 class TrainStats:
     steps: int = 0
     examples: int = 0
-    tokens: int = 0
+    tokens: int = 0        # real (non-pad) tokens trained on
+    positions: int = 0     # positions the batches occupied, padding included
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     resumed_from_step: int = 0
@@ -39,6 +44,10 @@ class TrainStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.tokens / self.positions if self.positions else 0.0
 
 
 def model_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -50,15 +59,15 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(directory: Path, model, optimizer, scheduler, stats: TrainStats) -> None:
+def save_checkpoint(directory: Path, model, optimizer, scheduler, scaler, stats: TrainStats) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{CHECKPOINT}.tmp{os.getpid()}"
     torch.save({"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "stats": asdict(stats)}, tmp)
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "stats": asdict(stats)}, tmp)
     os.replace(tmp, directory / CHECKPOINT)  # atomic: a kill mid-write leaves the previous one
 
 
-def load_checkpoint(directory: Path | None, model, optimizer, scheduler) -> TrainStats | None:
+def load_checkpoint(directory: Path | None, model, optimizer, scheduler, scaler) -> TrainStats | None:
     path = directory / CHECKPOINT if directory else None
     if path is None or not path.exists():
         return None
@@ -70,12 +79,28 @@ def load_checkpoint(directory: Path | None, model, optimizer, scheduler) -> Trai
     model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state.get("scaler") or {})
     stats = TrainStats(**state["stats"])
     stats.resumed_from_step = stats.steps
     return stats
 
 
-def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: DictConfig,
+def data_workers(cfg: DictConfig, device: Device) -> int:
+    """`trainer.data_workers`: a number, or auto (up to 4 worker processes on a GPU, none on the CPU,
+    where they would take cores from the model)."""
+    setting = cfg.get("data_workers", "auto")
+    if setting != "auto":
+        return int(setting)
+    return min(4, max(0, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
+
+
+def _loader(features, batches: list[list[int]], collate: Callable, cfg: DictConfig, device: Device):
+    workers = data_workers(cfg, device) if batches else 0
+    return torch.utils.data.DataLoader(features, batch_sampler=batches, collate_fn=collate, num_workers=workers,
+                                       pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
           make_optimizer: Callable, device: Device, seed: int,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
           loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = model_loss,
@@ -85,53 +110,99 @@ def train(model: torch.nn.Module, features: list[dict], collate: Callable, cfg: 
 
     step_hooks: called as hook(model, step, total_steps) after each optimizer step, before the
     gradients are cleared; a method's YAML names them (AdaLoRA's rank allocation, say)."""
-    batches_per_epoch = math.ceil(len(features) / cfg.batch_size)
-    per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
+    lengths, pairs = feature_lengths(features)
+    per_epoch = max(1, math.ceil(math.ceil(len(lengths) / cfg.batch_size) / cfg.grad_accum))
     total = cfg.max_steps or per_epoch * cfg.epochs
     optimizer = make_optimizer(model)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total),
                               num_training_steps=total)
-    stats = load_checkpoint(checkpoint_dir, model, optimizer, scheduler) or TrainStats()
-    start, window = time.perf_counter() - stats.seconds, []
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    scaler = torch.amp.GradScaler(device.type, enabled=device.dtype == torch.float16)
+    stats = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, scaler) or TrainStats()
+    run = _Run(model, optimizer, scheduler, scaler, cfg, device, stats, total, log, loss_fn, step_hooks,
+               checkpoint_dir)
     epoch, skip = divmod(stats.steps, per_epoch)
+    config = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
+    if use_cache is not None:  # no KV cache in training: packed blocks then keep attention per document
+        config.use_cache = False
     model.train()
     while stats.steps < total:
-        order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        for i in range(skip * cfg.grad_accum, len(batches)):
-            batch = {k: v.to(device.type) for k, v in collate([features[j] for j in batches[i]]).items()}
-            with torch.autocast(device.type, dtype=device.dtype, enabled=device.autocast):
-                loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()} at step {stats.steps}; "
-                                       "lower the learning rate (method.optimizer.lr) or check the data")
-            (loss / cfg.grad_accum).backward()
-            window.append(loss.item())
-            stats.examples += len(batches[i])
-            stats.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
-            if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
-                continue
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            stats.steps += 1
-            for hook in step_hooks:
-                hook(model, stats.steps, total)
-            optimizer.zero_grad(set_to_none=True)
-            if stats.steps % cfg.log_every == 0 or stats.steps == total:
-                stats.losses.append(sum(window) / len(window))
-                log({"train_loss": stats.losses[-1], "lr": scheduler.get_last_lr()[0]}, stats.steps)
-                window = []
-            stats.seconds = time.perf_counter() - start
-            if checkpoint_dir and cfg.checkpoint_every and stats.steps % cfg.checkpoint_every == 0:
-                save_checkpoint(checkpoint_dir, model, optimizer, scheduler, stats)
-            if stats.steps >= total:
+        batches = epoch_batches(lengths, cfg.batch_size, seed, epoch, cfg.get("group_by_length", True),
+                                cfg.get("length_group_batches", 100))
+        todo = batches[skip * cfg.grad_accum:]
+        for n, (idx, batch) in enumerate(zip(todo, _loader(features, todo, collate, cfg, device))):
+            step_now = (n + 1) % cfg.grad_accum == 0 or n + 1 == len(todo)
+            if run.micro_step(batch, len(idx), *batch_tokens(idx, lengths, pairs), step_now) and stats.steps >= total:
                 break
         epoch, skip = epoch + 1, 0
-    stats.seconds = time.perf_counter() - start
+    stats.seconds = time.perf_counter() - run.start
+    if use_cache is not None:
+        config.use_cache = use_cache
     model.eval()
     return stats
+
+
+class _Run:
+    """One training run's moving parts, so that a micro-batch is one readable method."""
+
+    def __init__(self, model, optimizer, scheduler, scaler, cfg, device, stats, total, log, loss_fn,
+                 step_hooks, checkpoint_dir):
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.cfg, self.device, self.stats, self.total, self.log = cfg, device, stats, total, log
+        self.loss_fn, self.step_hooks, self.checkpoint_dir = loss_fn, step_hooks, checkpoint_dir
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.window: list[float] = []
+        self.start = time.perf_counter() - stats.seconds      # counts the seconds before a resume
+        self.session = (time.perf_counter(), stats.steps, stats.tokens)  # this process's own progress
+
+    def micro_step(self, batch: dict, examples: int, real: int, positions: int, step_now: bool) -> bool:
+        """Forward and backward one micro-batch, then an optimizer step when step_now (every
+        grad_accum micro-batches, and at the epoch's end). Returns whether it stepped."""
+        batch = {k: v.to(self.device.type, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=self.device.dtype, enabled=self.device.autocast):
+            loss = self.loss_fn(self.model, batch)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at step {self.stats.steps}; "
+                                   "lower the learning rate (method.optimizer.lr) or check the data")
+        self.scaler.scale(loss / self.cfg.grad_accum).backward()
+        self.window.append(loss.item())
+        self.stats.examples += examples
+        self.stats.tokens += real
+        self.stats.positions += positions
+        if not step_now:
+            return False
+        self._optimizer_step()
+        return True
+
+    def _optimizer_step(self) -> None:
+        stats, cfg = self.stats, self.cfg
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        stats.steps += 1
+        for hook in self.step_hooks:
+            hook(self.model, stats.steps, self.total)
+        self.optimizer.zero_grad(set_to_none=True)
+        stats.seconds = time.perf_counter() - self.start
+        if stats.steps % cfg.log_every == 0 or stats.steps == self.total:
+            stats.losses.append(sum(self.window) / len(self.window))
+            lr = self.scheduler.get_last_lr()[0]
+            self.log({"train_loss": stats.losses[-1], "lr": lr}, stats.steps)
+            self._progress(stats.losses[-1], lr)
+            self.window = []
+        if self.checkpoint_dir and cfg.checkpoint_every and stats.steps % cfg.checkpoint_every == 0:
+            save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, self.scaler, stats)
+
+    def _progress(self, loss: float, lr: float) -> None:
+        """One line on the console, whatever the tracker: where training is and how long is left."""
+        stats, (t0, steps0, tokens0) = self.stats, self.session
+        spent = max(time.perf_counter() - t0, 1e-9)
+        rate = (stats.tokens - tokens0) / spent
+        left = spent / max(stats.steps - steps0, 1) * (self.total - stats.steps)
+        print(f"[harness] step {stats.steps}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} tokens/s  "
+              f"{stats.seconds:.0f} s, ~{left:.0f} s left", flush=True)
 
 
 def discard_checkpoint(checkpoint_dir: Path | None) -> None:

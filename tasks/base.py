@@ -75,16 +75,21 @@ class Task(ABC):
         """Extra from_pretrained arguments of the task's head (num_labels for classification)."""
         return {}
 
+    def train_shape(self, family: str, max_length: int) -> dict[str, int]:
+        """The longest training sequences this task makes for a family (the memory estimate's
+        batch): {"input": tokens, "target": decoder tokens (seq2seq), "pair": paired input tokens}."""
+        return {"input": max_length}
+
     def prepare(self, rows):
         """Columns the whole split decides (a retrieval item's partner), before batched encoding."""
         return rows
 
     def encode_documents(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
-        """Training documents {text} (continued pretraining): causal-LM windows over each text."""
-        from tasks.encoding import bos, lm_blocks, lm_feature, plain_ids
+        """Training documents {text} (continued pretraining), packed into full causal-LM blocks with
+        attention kept within each document (tasks.encoding.pack)."""
+        from tasks.encoding import bos, pack, plain_ids
 
-        return [lm_feature(window) for ids in plain_ids(tokenizer, [r["text"] for r in rows])
-                for _, window in lm_blocks(bos(tokenizer) + ids, max_length) if len(window) > 1]
+        return pack([bos(tokenizer) + ids for ids in plain_ids(tokenizer, [r["text"] for r in rows])], max_length)
 
     def collator(self, tokenizer, family: str):
         """Pads a list of features into a batch (input ids, attention mask, labels)."""
@@ -93,7 +98,14 @@ class Task(ABC):
         return PadCollator(tokenizer.pad_token_id)
 
     def loss(self, model, batch: dict):
-        """Training loss of one batch; the head's own loss unless a task kind needs another."""
+        """Training loss of one batch: the head's own, except a causal LM's (labels per position, no
+        encoder), which is computed over the labelled positions without the full logits
+        (harness.losses: the same value, a fraction of the memory)."""
+        from harness.losses import causal_lm_loss
+
+        labels = batch.get("labels")
+        if labels is not None and labels.dim() == 2 and not getattr(model.config, "is_encoder_decoder", False):
+            return causal_lm_loss(model, batch)
         return model(**batch).loss
 
     def score(self, rows, predictions: list) -> dict[str, float]:

@@ -120,7 +120,8 @@ class CodeCorpusTask(TokenCompletionTask):
         flat = [(r, ids) for r, prompts in enumerate(per_row) for ids in prompts]
         new_ids = generate(model, [ids for _, ids in flat], tokenizer.pad_token_id,
                            trainer.eval_batch_size, device, True, max_new_tokens=self.max_target_length,
-                           do_sample=False, eos_token_id=tokenizer.eos_token_id)
+                           do_sample=False, eos_token_id=tokenizer.eos_token_id, stop_strings=["\n"],
+                           tokenizer=tokenizer, cache=trainer.get("generation_cache", "static"))
         lines: list[list[str]] = [[] for _ in tokens]
         for (r, _), text in zip(flat, tokenizer.batch_decode(new_ids, skip_special_tokens=True)):
             lines[r].append(one_line(text.split("\n", 1)[0]))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.base import Task
-from tasks.encoding import bos, iter_rows, lm_blocks, lm_feature, render, template_fields
+from tasks.encoding import bos, iter_rows, lm_blocks, render, template_fields
 from tasks.official import write_official
 
 MISSING = "<unk>"  # a whitespace token the model produced no characters for
@@ -48,8 +48,11 @@ class TokenCompletionTask(Task):
 
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:
-        """Training: causal-LM windows. Prediction: the same windows with their start; a row's
-        first window (start 0) carries what maps its subwords back to whitespace tokens."""
+        """Training: the texts packed into full causal-LM blocks (attention within each text).
+        Prediction: overlapping windows with their start; a row's first window (start 0) carries
+        what maps its subwords back to whitespace tokens."""
+        if for_training:
+            return self.encode_documents([{"text": self.text(row)} for row in rows], tokenizer, family, max_length)
         out = []
         for row in rows:
             text = self.text(row)
@@ -58,10 +61,6 @@ class TokenCompletionTask(Task):
             owners = char_owners(text, token_spans(text))
             owner = [-1] * len(bos(tokenizer)) + [owners[b - 1] if b > a else -1 for a, b in enc["offset_mapping"]]
             for n, (start, window) in enumerate(lm_blocks(ids, max_length)):
-                if for_training:
-                    if len(window) > 1:
-                        out.append(lm_feature(window))
-                    continue
                 first = n == 0
                 out.append({"input_ids": window, "start": start, "ids": ids if first else [],
                             "owner": owner if first else [], "tokens": text.split() if first else []})
@@ -70,11 +69,11 @@ class TokenCompletionTask(Task):
     def predict(self, model, tokenizer, features, collate, trainer, device) -> list[list[str]]:
         """Windows are read in order, a batch at a time; a row's whitespace tokens are assembled as
         soon as its last window is predicted, so memory holds one row, not the split."""
-        from harness.predict import next_token_argmax, rows_at
+        from harness.predict import next_token_argmax, progress, rows_at
 
         out: list[list[str]] = []
         head, predicted, size = None, [], trainer.eval_batch_size
-        for lo in range(0, len(features), size):
+        for lo in progress(range(0, len(features), size), -(-len(features) // size), "predict"):
             chunk = rows_at(features, range(lo, min(lo + size, len(features))))
             best = next_token_argmax(model, [f["input_ids"] for f in chunk], tokenizer.pad_token_id, size, device)
             for f, preds in zip(chunk, best):

@@ -129,19 +129,27 @@ class PadCollator:
     attention mask), `labels` lists with IGNORE; scalar labels stay as they are. Keys outside
     `keys` (bookkeeping for prediction) are dropped, so the model only sees what it takes."""
     pad_id: int
-    keys: tuple[str, ...] = ("input_ids", "labels", "pair_input_ids", "group")
+    keys: tuple[str, ...] = ("input_ids", "labels", "pair_input_ids", "group", "position_ids")
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        """Packed blocks (they carry `position_ids`) get no attention mask: the position ids, which
+        restart at every document, make transformers keep attention within each document."""
         batch: dict[str, torch.Tensor] = {}
+        packed = "position_ids" in features[0]
         for key in self.keys:
             if key not in features[0]:
                 continue
             values = [f[key] for f in features]
             if key == "labels" and isinstance(values[0], list):
                 batch[key] = pad(values, IGNORE)[0]
+            elif key == "position_ids":  # padding is a segment of its own, starting at 0
+                width = max(len(v) for v in values)
+                batch[key] = torch.tensor([list(v) + list(range(width - len(v))) for v in values])
             elif key.endswith("input_ids"):
                 ids, mask = pad(values, self.pad_id)
-                batch[key], batch[key.replace("input_ids", "attention_mask")] = ids, mask
+                batch[key] = ids
+                if not packed:
+                    batch[key.replace("input_ids", "attention_mask")] = mask
             else:
                 batch[key] = torch.tensor(values)
         return batch
@@ -156,6 +164,27 @@ def lm_blocks(ids: list[int], size: int) -> list[tuple[int, list[int]]]:
     return [(s, ids[s:s + size]) for s in starts]
 
 
-def lm_feature(window: list[int]) -> dict:
-    """A causal-LM training example: predict every id of the window from the ones before it."""
-    return {"input_ids": window, "labels": list(window)}
+def pack(documents: Sequence[list[int]], block: int) -> list[dict]:
+    """Token-id documents concatenated and cut into blocks of `block` positions (only the last may be
+    shorter), attention kept within each document: position ids restart at every document, which
+    makes transformers build a block-diagonal causal mask (no attention mask is passed), and a
+    document's first token is not predicted from the one before it (label IGNORE). A document
+    longer than the room left continues in the next block as a segment of its own."""
+    out: list[dict] = []
+    ids: list[int] = []
+    positions: list[int] = []
+    labels: list[int] = []
+    for doc in documents:
+        start = 0
+        while start < len(doc):
+            piece = doc[start:start + block - len(ids)]
+            ids += piece
+            positions += range(len(piece))
+            labels += [IGNORE, *piece[1:]]
+            start += len(piece)
+            if len(ids) == block:
+                out.append({"input_ids": ids, "labels": labels, "position_ids": positions})
+                ids, positions, labels = [], [], []
+    if len(ids) > 1:
+        out.append({"input_ids": ids, "labels": labels, "position_ids": positions})
+    return out

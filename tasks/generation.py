@@ -29,6 +29,11 @@ class GenerationTask(Task):
     def head(self, family: str) -> str:
         return "seq2seq_lm" if family == "seq2seq" else "causal_lm"
 
+    def train_shape(self, family: str, max_length: int) -> dict[str, int]:
+        if family == "seq2seq":
+            return {"input": max_length, "target": self.max_target_length}
+        return {"input": max_length + self.max_target_length}  # the prompt, then the target
+
     def encode(self, rows: list[dict], tokenizer, family: str, max_length: int,
                for_training: bool = True) -> list[dict]:
         sources = [render(self.source_template, r) for r in rows]
@@ -66,7 +71,9 @@ class GenerationTask(Task):
         new_ids = generate(model, Sequences(features), tokenizer.pad_token_id,
                            trainer.eval_batch_size, device, decoder_only,
                            max_new_tokens=self.max_target_length, num_beams=self.num_beams,
-                           do_sample=False, eos_token_id=tokenizer.eos_token_id)
+                           do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                           stop_strings=list(self.stop) or None, tokenizer=tokenizer,
+                           cache=trainer.get("generation_cache", "static"))
         return [self.postprocess(t) for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
 
     def postprocess(self, text: str) -> str:

@@ -32,6 +32,10 @@ class RetrievalTask(Task):
     def head(self, family: str) -> str:
         return "embedding"
 
+    def train_shape(self, family: str, max_length: int) -> dict[str, int]:
+        pair = max_length if self.query_template is None else min(self.query_max_length, max_length)
+        return {"input": max_length, "pair": pair}
+
     def _groups(self, rows) -> list[int]:
         names: dict = {}
         return [names.setdefault(value, len(names)) for value in column(rows, self.group_field)]
