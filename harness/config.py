@@ -11,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
 NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir", "hub_mirror", "estimate")
+# Nested keys that only describe a cell (published results shown beside it): left out as well.
+NOT_HASHED_NESTED = (("task", "baselines"),)
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -32,6 +34,9 @@ def config_hash(cfg: DictConfig, data_identity: str | None = None) -> str:
     """Stable hash of what the cell computes: task, model, method, trainer, seed, and the identity
     of the data (source, revision or file sizes and mtimes: tasks.sources.Plan.identity)."""
     content = {k: v for k, v in to_container(cfg).items() if k not in NOT_HASHED}
+    for group, key in NOT_HASHED_NESTED:
+        if isinstance(content.get(group), dict):
+            content[group] = {k: v for k, v in content[group].items() if k != key}
     if data_identity is not None:
         content["data_identity"] = data_identity
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,47 +1,35 @@
 """`python -m harness.leaderboard`: rows model x method, columns the tasks' primary metrics.
 
-Built from MLflow runs (an experiment) or from result.json files (a directory). Each score is the
-mean over seeds with a 95% CI (t-interval over seeds; with one seed, the run's bootstrap CI). The
-best entry of each column is marked, and so is every entry a paired test on the shared test
-examples cannot tell apart from it (p >= 0.05). Cost columns follow; every row links to its run.
+Built from MLflow runs (an experiment, paged through without a cap, each run's result.json and
+prediction files fetched once into a cache keyed by run id) or from result.json files (a
+directory). Per task: the mean over seeds with an interval that respects the metric's range, the
+best entry marked, every other entry tested against it over their shared seeds with Holm's
+correction (harness/leaderboard_stats.py), the entry's own cost on that task, whether its data are
+the official splits (`data.comparable`), degenerate entries flagged, and reference rows: the
+published CodeXGLUE baselines of the task YAML and the naive baseline the cells computed.
+`--diff RUN_A RUN_B` prints the test examples one run gets right and the other wrong.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
-import statistics
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.leaderboard_render import RENDERERS
+from harness.leaderboard_stats import Entry, compare_with_best, degenerate, set_interval
 
-ALPHA = 0.05
-
-
-@dataclass
-class Entry:
-    """One (model, method) x task cell of the table, pooled over seeds."""
-    records: list[dict]
-    mean: float = 0.0
-    low: float = 0.0
-    high: float = 0.0
-    best: bool = False
-    tied_with_best: bool = False   # not significantly different from the best (paired test)
-    p_value: float | None = None
+COST_KEYS = ("trainable_share", "trainable_params", "peak_memory_bytes", "train_seconds")
 
 
 @dataclass
 class Board:
     tasks: list[str]
     rows: dict[tuple[str, str], dict[str, Entry]] = field(default_factory=dict)
-    links: dict[tuple[str, str], str] = field(default_factory=dict)
-    cost: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     metric_names: dict[str, str] = field(default_factory=dict)
+    references: dict[str, list[dict]] = field(default_factory=dict)  # task -> published and naive rows
 
 
 def from_runs_dir(root: Path) -> list[dict]:
@@ -53,79 +41,84 @@ def from_runs_dir(root: Path) -> list[dict]:
     return records
 
 
+def _runs(client, experiment_id: str):
+    """Every FINISHED cell run of the experiment, page by page (no cap)."""
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], "tags.`harness.status` = 'FINISHED'", max_results=1000,
+                                  page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def from_mlflow(uri: str, experiment: str, cache: Path) -> list[dict]:
-    """result.json and prediction files of every FINISHED cell run, fetched from MLflow."""
+    """result.json and prediction files of every FINISHED cell run (fetch_run)."""
     from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise SystemExit(f"leaderboard: experiment {experiment!r} not found at {uri}")
-    runs = client.search_runs([found.experiment_id], "tags.`harness.status` = 'FINISHED'", max_results=5000)
     records = []
-    for run in runs:
+    for run in _runs(client, found.experiment_id):
         if "config_hash" not in run.data.tags or run.data.tags.get("config_hash") == "sweep":
             continue
-        local = Path(download_artifacts(run_id=run.info.run_id, dst_path=str(cache / run.info.run_id),
-                                        tracking_uri=uri))
-        record = json.loads((local / "result.json").read_text())
-        record["_dir"] = str(local)
+        record = fetch_run(run.info.run_id, cache, uri)
+        if record is None:
+            print(f"leaderboard: run {run.info.run_id} is FINISHED but has no result.json; left out", file=sys.stderr)
+            continue
         record["_link"] = f"#/experiments/{found.experiment_id}/runs/{run.info.run_id}"
         records.append(record)
     return records
 
 
-def _interval(values: list[float], one_seed_ci: list[float] | None) -> tuple[float, float, float]:
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        low, high = one_seed_ci or (mean, mean)
-        return mean, low, high
-    from scipy.stats import t
+def fetch_run(run_id: str, cache: Path, uri: str) -> dict | None:
+    """A run's result.json and prediction files, fetched once into cache/<run id>/ (a run's
+    artifacts do not change once it has FINISHED); None if the run has no result.json."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
 
-    half = t.ppf(1 - ALPHA / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
-def _predictions(record: dict) -> tuple[list, list] | None:
-    """(references, predictions) of a run, read back from its official-format files."""
-    files = record.get("files") or {}
-    base = Path(record["_dir"])
-    gold, pred = (base / "predictions" / Path(files.get(k, "")).name for k in ("gold", "predictions"))
-    if not (files and gold.is_file() and pred.is_file()):
-        return None
-    return _load(record["metric"], str(gold), str(pred))
-
-
-@functools.lru_cache(maxsize=64)
-def _load(metric: str, gold: str, pred: str) -> tuple[list, list]:
-    """Parsed once per file pair: the best entry of a column is compared with every other row."""
-    from metrics.__main__ import load
-
-    return load(metric, gold, pred)
+    local, done = cache / run_id, cache / run_id / ".complete"
+    if not done.exists():
+        listed = {f.path for f in MlflowClient(uri).list_artifacts(run_id)}
+        if "result.json" not in listed:
+            return None
+        for path in ("result.json", "predictions"):  # without predictions: comparisons say so
+            if path in listed:
+                download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(local), tracking_uri=uri)
+        done.touch()
+    record = json.loads((local / "result.json").read_text())
+    record["_dir"] = record["_cache"] = str(local)
+    return record
 
 
-def _mark_ties(column: dict[tuple[str, str], Entry]) -> None:
-    """Paired test of each entry against the best on the shared test examples (first common seed)."""
-    from metrics.bootstrap import paired_test
+def _entry(records: list[dict], ui_url: str | None = None) -> Entry:
+    from metrics.registry import bounds
 
-    top = max(e.mean for e in column.values())
-    for entry in column.values():
-        entry.best = entry.mean == top  # exact ties share the mark
-    best = column[min(k for k, e in column.items() if e.best)]
-    for key, entry in column.items():
-        if entry.best:
-            continue
-        seeds = {r["seed"]: r for r in entry.records}
-        common = [r for r in best.records if r["seed"] in seeds and r["data_digest"] == seeds[r["seed"]]["data_digest"]]
-        if not common:
-            continue
-        a, b = _predictions(common[0]), _predictions(seeds[common[0]["seed"]])
-        if a is None or b is None or a[0] != b[0]:
-            continue
-        test = paired_test(common[0]["metric"], a[0], a[1], b[1], key=common[0]["primary_metric"])
-        entry.p_value = test["p_value"]
-        entry.tied_with_best = test["p_value"] >= ALPHA
+    first = min(records, key=lambda r: r["seed"])
+    link = first.get("_link") or (first.get("mlflow_run_id") and f"run {first['mlflow_run_id']}") or ""
+    entry = Entry(records, link=f"{ui_url.rstrip('/')}/{link}" if ui_url and link.startswith("#") else link)
+    set_interval(entry, records[0]["primary_metric"], bounds(records[0]["metric"], records[0]["primary_metric"]))
+    entry.cost = {k: sum(r["cost"].get(k) or 0 for r in records) / len(records) for k in COST_KEYS}
+    entry.comparable = all((r.get("data") or {}).get("comparable") for r in records)
+    return entry
+
+
+def references(task: str, records: list[dict]) -> list[dict]:
+    """The task's published baselines (its YAML) and the naive baseline its cells computed."""
+    from harness.tokenizer import TASK_CONF, task_yaml
+
+    key = records[0]["primary_metric"]
+    published = task_yaml(task).get("baselines") or [] if (TASK_CONF / f"{task}.yaml").exists() else []
+    rows = [{"kind": "published", "name": b["model"], "value": b["scores"][key], "source": b.get("source", "")}
+            for b in published if key in b.get("scores", {})]
+    naive = next((r for r in records if (r.get("naive_metrics") or {}).get(key) is not None), None)
+    if naive is not None:
+        rows.append({"kind": "naive", "name": naive.get("naive", "naive"), "value": naive["naive_metrics"][key],
+                     "source": "computed by the cells on the same test split"})
+    return rows
 
 
 def build(records: list[dict], ui_url: str | None = None) -> Board:
@@ -137,19 +130,16 @@ def build(records: list[dict], ui_url: str | None = None) -> Board:
         grouped[(r["model"], r["method"])][r["task"]].append(r)
     board = Board(tasks=sorted({r["task"] for r in finished}))
     for row, by_task in grouped.items():
-        board.rows[row] = {}
-        for task, recs in by_task.items():
-            mean, low, high = _interval([r["primary_value"] for r in recs],
-                                        recs[0]["confidence_intervals"].get(recs[0]["primary_metric"]))
-            board.rows[row][task] = Entry(recs, mean, low, high)
-            board.metric_names[task] = recs[0]["primary_metric"]
-        every = [r for recs in by_task.values() for r in recs]
-        board.cost[row] = {k: statistics.fmean(r["cost"][k] for r in every)
-                           for k in ("trainable_share", "trainable_params", "peak_memory_bytes", "train_seconds")}
-        link = every[0].get("_link") or (every[0].get("mlflow_run_id") and f"run {every[0]['mlflow_run_id']}")
-        board.links[row] = f"{ui_url.rstrip('/')}/{link}" if ui_url and link and link.startswith("#") else (link or "")
+        board.rows[row] = {task: _entry(recs, ui_url) for task, recs in by_task.items()}
     for task in board.tasks:
-        _mark_ties({row: cells[task] for row, cells in board.rows.items() if task in cells})
+        column = {row: cells[task] for row, cells in board.rows.items() if task in cells}
+        records_of_task = [r for e in column.values() for r in e.records]
+        board.metric_names[task] = records_of_task[0]["primary_metric"]
+        compare_with_best(column, board.metric_names[task])
+        board.references[task] = references(task, records_of_task)
+        naive = next((x for x in board.references[task] if x["kind"] == "naive"), None)
+        for entry in column.values():
+            entry.degenerate = degenerate(entry, naive and naive["value"], naive and naive["name"])
     return board
 
 
@@ -158,10 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="codexglue")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db")
     parser.add_argument("--runs-dir", type=Path, help="build from result.json files under DIR instead of MLflow")
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache/leaderboard"),
+                        help="where each MLflow run's files are kept once fetched")
     parser.add_argument("--format", choices=sorted(RENDERERS), default="md")
     parser.add_argument("--out", type=Path, help="write here instead of stdout")
     parser.add_argument("--ui-url", default="http://127.0.0.1:5000", help="base URL of the MLflow UI for row links")
     parser.add_argument("--log-to-run", help="also log the leaderboard as an artifact of this MLflow run (a sweep's parent)")
+    parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="print the test examples one run gets right and the other wrong (MLflow run ids "
+                             "or run directories)")
+    parser.add_argument("--limit", type=int, default=20, help="examples shown by --diff")
     args = parser.parse_args(argv)
     import os
 
@@ -169,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     from harness.tracking import absolute_uri
 
     uri = absolute_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"))
-    with tempfile.TemporaryDirectory() as cache:
-        records = from_runs_dir(args.runs_dir) if args.runs_dir else from_mlflow(uri, args.experiment, Path(cache))
-        text = RENDERERS[args.format](build(records, args.ui_url))
+    if args.diff:
+        from harness.leaderboard_diff import diff
+
+        sys.stdout.write(diff(*args.diff, uri, args.cache_dir, args.limit))
+        return 0
+    records = from_runs_dir(args.runs_dir) if args.runs_dir else from_mlflow(uri, args.experiment, args.cache_dir)
+    text = RENDERERS[args.format](build(records, args.ui_url))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

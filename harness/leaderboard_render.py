@@ -1,4 +1,9 @@
-"""Leaderboard renderers: Markdown, CSV, JSON, LaTeX, and a self-contained HTML page with plots."""
+"""Leaderboard renderers: Markdown, CSV, JSON, LaTeX, and a self-contained HTML page with plots.
+
+One table per task: its entries (score, interval, seeds, the test against the best, the entry's own
+cost on that task, comparability), then its reference rows (published baselines, the naive
+baseline). Every format says what every mark means.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,82 +15,112 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from harness.leaderboard import Board
 
-LEGEND = "best per column in bold; ≈ = not significantly different from the best (paired test, p ≥ 0.05)"
+LEGEND = ("per task: the mean over seeds with a 95% interval (bootstrap over test examples, seeds averaged) and n "
+          "seeds; best in bold; ≈ = not significantly different from the best (paired test over the shared seeds, "
+          "Holm-adjusted p ≥ 0.05); n/a = no test possible, with the reason; ⚠ = degenerate (≥ 95% one class, or "
+          "not above the naive baseline); † = not comparable with published results (not the official splits)")
+HEADER = ["model", "method", "score", "seeds", "vs best (p, Holm)", "flags", "trainable", "peak memory", "train s", "run"]
 
 
-def _records(board: Board) -> list[dict]:
-    """One flat dict per row: the common ground of every format."""
+def entries(board: Board) -> list[dict]:
+    """One flat dict per (model, method, task): the common ground of every format."""
     out = []
-    for (model, method), cells in sorted(board.rows.items()):
-        row = {"model": model, "method": method}
-        for task in board.tasks:
+    for task in board.tasks:
+        for (model, method), cells in sorted(board.rows.items()):
             e = cells.get(task)
-            row[task] = None if e is None else {
-                "metric": board.metric_names[task], "mean": e.mean, "ci_low": e.low, "ci_high": e.high,
-                "seeds": len(e.records), "best": e.best, "not_significantly_worse": e.tied_with_best,
-                "p_value_vs_best": e.p_value}
-        row.update(board.cost[(model, method)])
-        row["link"] = board.links[(model, method)]
-        out.append(row)
+            if e is None:
+                continue
+            why_not = sorted({(r.get("data") or {}).get("why_not_comparable") or "" for r in e.records} - {""})
+            out.append({"task": task, "model": model, "method": method, "metric": board.metric_names[task],
+                        "mean": e.mean, "ci_low": e.low, "ci_high": e.high, "interval": e.interval, "seeds": e.seeds,
+                        "seed_std": e.seed_std, "best": e.best, "p_value": e.p_value, "p_adjusted": e.p_adjusted,
+                        "tied_with_best": e.tied_with_best, "untestable_reason": e.untestable_reason,
+                        "degenerate": e.degenerate, "comparable": e.comparable, "why_not_comparable": why_not,
+                        "cost": e.cost, "link": e.link})
     return out
 
 
-def _cell(e: dict | None, bold: Callable[[str], str], tie: str) -> str:
-    if e is None:
-        return "-"
+def _score(e: dict, bold: Callable[[str], str]) -> str:
     text = f"{e['mean']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}]"
-    return bold(text) if e["best"] else text + (f" {tie}" if e["not_significantly_worse"] else "")
+    return bold(text) if e["best"] else text
 
 
-def _cost_cells(r: dict) -> list[str]:
-    return [f"{100 * r['trainable_share']:.2f}%", f"{r['peak_memory_bytes'] / 2**20:.0f} MiB", f"{r['train_seconds']:.1f}"]
+def _versus(e: dict) -> str:
+    if e["best"]:
+        return "best"
+    if e["untestable_reason"]:
+        return e["untestable_reason"]
+    mark = "≈ " if e["tied_with_best"] else ""
+    return f"{mark}p={e['p_value']:.3g}, adj {e['p_adjusted']:.3g}"
 
 
-def _header(board: Board) -> list[str]:
-    return ["model", "method", *[f"{t} ({board.metric_names[t]})" for t in board.tasks],
-            "trainable", "peak memory", "train s", "run"]
+def _flags(e: dict) -> str:
+    flags = ([f"⚠ {e['degenerate']}"] if e["degenerate"] else []) + ([] if e["comparable"] else ["†"])
+    return "; ".join(flags)
+
+
+def _cost(e: dict) -> list[str]:
+    c = e["cost"]
+    return [f"{100 * c['trainable_share']:.2f}%", f"{c['peak_memory_bytes'] / 2**20:.0f} MiB", f"{c['train_seconds']:.1f}"]
+
+
+def _cells(e: dict, bold: Callable[[str], str]) -> list[str]:
+    return [e["model"], e["method"], _score(e, bold), str(e["seeds"]), _versus(e), _flags(e), *_cost(e)]
+
+
+def _reference_cells(ref: dict) -> list[str]:
+    return [ref["kind"], ref["name"], f"{ref['value']:.4f}", "", "reference", ref.get("source", ""), "", "", ""]
 
 
 def markdown(board: Board) -> str:
-    lines = ["| " + " | ".join(_header(board)) + " |", "|" + "---|" * len(_header(board))]
-    for r in _records(board):
-        cells = [_cell(r[t], lambda s: f"**{s}**", "≈") for t in board.tasks]
-        link = f"[run]({r['link']})" if r["link"].startswith("http") else r["link"]
-        lines.append("| " + " | ".join([r["model"], r["method"], *cells, *_cost_cells(r), link]) + " |")
-    return "\n".join(lines) + f"\n\n{LEGEND}\n"
+    out = []
+    for task in board.tasks:
+        out += [f"## {task} ({board.metric_names[task]})", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        for e in (e for e in entries(board) if e["task"] == task):
+            link = f"[run]({e['link']})" if e["link"].startswith("http") else e["link"]
+            out.append("| " + " | ".join([*_cells(e, lambda s: f"**{s}**"), link]) + " |")
+        out += ["| " + " | ".join([*_reference_cells(r), ""]) + " |" for r in board.references.get(task, [])]
+        out.append("")
+    return "\n".join(out) + f"\n{LEGEND}\n"
 
 
 def latex(board: Board) -> str:
-    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%")  # noqa: E731
-    head = " & ".join(esc(h) for h in _header(board)[:-1])
-    body = [" & ".join([esc(r["model"]), esc(r["method"]),
-                        *[_cell(r[t], lambda s: rf"\textbf{{{s}}}", r"$\approx$") for t in board.tasks],
-                        *(esc(c) for c in _cost_cells(r))]) + r" \\" for r in _records(board)]
-    cols = "ll" + "r" * (len(board.tasks) + 3)
-    return "\n".join([rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule", *body,
-                      r"\bottomrule", r"\end{tabular}", f"% {LEGEND}"]) + "\n"
+    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("≈", r"$\approx$")  # noqa: E731
+    out = []
+    for task in board.tasks:
+        out += [rf"% {esc(task)} ({esc(board.metric_names[task])})", r"\begin{tabular}{llrrllrrr}", r"\toprule",
+                " & ".join(esc(h) for h in HEADER[:-1]) + r" \\", r"\midrule"]
+        out += [" & ".join(esc(c) for c in _cells(e, lambda s: rf"\textbf{{{s}}}")) + r" \\"
+                for e in entries(board) if e["task"] == task]
+        out += [" & ".join(esc(c) for c in _reference_cells(r)) + r" \\" for r in board.references.get(task, [])]
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out) + f"% {LEGEND}\n"
 
 
 def as_csv(board: Board) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["model", "method", "task", "metric", "mean", "ci_low", "ci_high", "seeds", "best",
-                     "not_significantly_worse", "p_value_vs_best", "trainable_share", "trainable_params",
-                     "peak_memory_bytes", "train_seconds", "link"])
-    for r in _records(board):
-        for t in board.tasks:
-            if r[t] is not None:
-                e = r[t]
-                writer.writerow([r["model"], r["method"], t, e["metric"], e["mean"], e["ci_low"], e["ci_high"],
-                                 e["seeds"], e["best"], e["not_significantly_worse"], e["p_value_vs_best"],
-                                 r["trainable_share"], r["trainable_params"], r["peak_memory_bytes"],
-                                 r["train_seconds"], r["link"]])
+    cols = ["task", "kind", "model", "method", "metric", "mean", "ci_low", "ci_high", "seeds", "best", "p_value",
+            "p_adjusted", "tied_with_best", "untestable_reason", "degenerate", "comparable", "trainable_share",
+            "trainable_params", "peak_memory_bytes", "train_seconds", "link"]
+    writer.writerow(cols)
+    for e in entries(board):
+        row = {**e, **e["cost"], "kind": "entry"}
+        writer.writerow([row.get(c) for c in cols])
+    for task, refs in board.references.items():
+        for r in refs:
+            writer.writerow([task, r["kind"], r["kind"], r["name"], board.metric_names[task], r["value"]] +
+                            [None] * (len(cols) - 7) + [r.get("source")])
     return buf.getvalue()
 
 
 def as_json(board: Board) -> str:
+    rows: dict[tuple[str, str], dict] = {}
+    for e in entries(board):
+        row = rows.setdefault((e["model"], e["method"]), {"model": e["model"], "method": e["method"], "link": e["link"]})
+        row[e["task"]] = {k: v for k, v in e.items() if k not in ("task", "model", "method", "link")}
     return json.dumps({"tasks": board.tasks, "metrics": board.metric_names, "legend": LEGEND,
-                       "rows": _records(board)}, indent=2) + "\n"
+                       "rows": list(rows.values()), "references": board.references}, indent=2) + "\n"
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -99,6 +134,8 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _plots(board: Board) -> str:
+    """Per task: score against the entries' own trainable parameters and peak memory on that task,
+    the Pareto front, and the reference rows as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,17 +145,21 @@ def _plots(board: Board) -> str:
                  ("peak_memory_bytes", "peak memory (MiB)", 2**20, "linear")]
     fig, axes = plt.subplots(len(board.tasks), 2, figsize=(11, 4 * len(board.tasks)), squeeze=False)
     for i, task in enumerate(board.tasks):
+        mine = [e for e in entries(board) if e["task"] == task]
         for j, (key, label, unit, scale) in enumerate(axes_spec):
             ax = axes[i][j]
-            pts = [(board.cost[row][key] / unit, cells[task].mean, f"{row[0]}/{row[1]}")
-                   for row, cells in board.rows.items() if task in cells]
+            pts = [(max(e["cost"][key], 1) / unit, e["mean"], f"{e['model']}/{e['method']}") for e in mine]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts])
             for x, y, name in pts:
                 ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
             front = _pareto([(x, y) for x, y, _ in pts])
             ax.plot([p[0] for p in front], [p[1] for p in front], "r--", drawstyle="steps-post", label="Pareto front")
+            for ref in board.references.get(task, []):
+                ax.axhline(ref["value"], color="grey", linestyle=":", linewidth=1)
+                ax.annotate(f"{ref['kind']}: {ref['name']}", (0, ref["value"]), xycoords=("axes fraction", "data"),
+                            fontsize=7, color="grey")
             ax.set_xscale(scale)
-            ax.set(xlabel=label, ylabel=f"{task} {board.metric_names[task]}")
+            ax.set(xlabel=f"{label} (on {task})", ylabel=f"{task} {board.metric_names[task]}")
             ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.StringIO()
@@ -128,17 +169,25 @@ def _plots(board: Board) -> str:
 
 
 def as_html(board: Board) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in _header(board))
-    body = []
-    for r in _records(board):
-        cells = [_cell(r[t], lambda s: f"<strong>{s}</strong>", "≈") for t in board.tasks]
-        link = f'<a href="{html.escape(r["link"])}">run</a>' if r["link"].startswith("http") else html.escape(r["link"])
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in
-                                     [html.escape(r["model"]), html.escape(r["method"]), *cells, *_cost_cells(r), link]) + "</tr>")
+    sections = []
+    for task in board.tasks:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+        body = []
+        for e in (e for e in entries(board) if e["task"] == task):
+            link = f'<a href="{html.escape(e["link"])}">run</a>' if e["link"].startswith("http") else html.escape(e["link"])
+            cells = [html.escape(c) for c in _cells(e, lambda s: s)]
+            if e["best"]:
+                cells[2] = f"<strong>{cells[2]}</strong>"
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in [*cells, link]) + "</tr>")
+        body += ["<tr class='ref'>" + "".join(f"<td>{html.escape(c)}</td>" for c in [*_reference_cells(r), ""]) + "</tr>"
+                 for r in board.references.get(task, [])]
+        sections.append(f"<h2>{html.escape(task)} ({html.escape(board.metric_names[task])})</h2>"
+                        f"<table><tr>{head}</tr>{''.join(body)}</table>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,td:nth-child(2){text-align:left}")
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,td:nth-child(2){text-align:left}"
+             "tr.ref td{color:#666;font-style:italic}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Leaderboard</title><style>{style}</style></head>"
-            f"<body><h1>Leaderboard</h1><table><tr>{head}</tr>{''.join(body)}</table><p>{html.escape(LEGEND)}</p>"
+            f"<body><h1>Leaderboard</h1>{''.join(sections)}<p>{html.escape(LEGEND)}</p>"
             f"<h2>Score against cost</h2>{_plots(board)}</body></html>\n")
 
 

@@ -29,6 +29,9 @@ class Result:
     data_digest: str | None = None
     data: dict = field(default_factory=dict)  # source, revision, splits, comparable, why_not_comparable
     files: dict[str, str] = field(default_factory=dict)
+    naive: str | None = None                 # the task's naive baseline (majority, copy_source, ...)
+    naive_metrics: dict[str, float] = field(default_factory=dict)  # its scores on the same test split
+    prediction_distribution: dict[str, int] | None = None          # predicted classes (classification)
     device: str | None = None
 
     def write(self, out_dir: Path) -> Path:

@@ -80,6 +80,7 @@ class _Cell:
     test_rows: object
     test_features: object
     estimated_peak: int | None
+    train_rows: object = None   # None where the train split is documents (no naive baseline then)
 
 
 def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, result: Result) -> None:
@@ -109,8 +110,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
     result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
     result.confidence_intervals = task.confidence_intervals(cell.test_rows, predictions,
                                                             cfg.trainer.bootstrap_resamples, cfg.seed)
-    result.files = {k: str(v) for k, v in task.write_predictions(cell.test_rows, predictions,
-                                                                 out_dir / "predictions").items()}
+    _record_predictions(task, cell, predictions, result, tracker, out_dir)
     cell.model.save_pretrained(out_dir / "adapter")
     result.cost = _cost(cell.model, stats, meter, peak.bytes, out_dir / "adapter")
     result.cost["estimated_peak_memory_bytes"] = cell.estimated_peak
@@ -143,7 +143,7 @@ def _prepare(cfg: DictConfig, task, plan, device: Device, tracker: Tracker, resu
     test_features = build_features(task, test_rows, plan.identity, tokenizer, family, max_length,
                                    for_training=False, label="test")
     return _Cell(model, tokenizer, task.collator(tokenizer, family), train_features, test_rows, test_features,
-                 _estimate(cfg))
+                 _estimate(cfg), None if "train" in data.documents else data.splits["train"])
 
 
 def _estimate(cfg: DictConfig) -> int | None:
@@ -155,6 +155,34 @@ def _estimate(cfg: DictConfig) -> int | None:
     except Exception as err:  # noqa: BLE001 -- an estimate that cannot be made must not stop the cell
         print(f"[harness] warning: no memory estimate for this cell ({type(err).__name__}: {err})", flush=True)
         return None
+
+
+def _record_predictions(task, cell: _Cell, predictions: list, result: Result, tracker: Tracker,
+                        out_dir: Path) -> None:
+    """The official prediction files, the distribution of predicted classes, the naive baseline on
+    the same test split, and the per-example results as an MLflow table."""
+    import metrics
+    from metrics.registry import per_example
+
+    files = task.write_predictions(cell.test_rows, predictions, out_dir / "predictions")
+    result.files = {k: str(v) for k, v in files.items()}
+    result.prediction_distribution = task.prediction_distribution(predictions)
+    naive = task.naive_predictions(cell.train_rows, cell.test_rows) if cell.train_rows is not None else None
+    if naive is not None:
+        result.naive = task.naive
+        result.naive_metrics = metrics.compute(task.metric, task.references(cell.test_rows), naive)
+        tracker.log_metrics({f"naive.{k}": v for k, v in result.naive_metrics.items()})
+    if result.prediction_distribution:
+        tracker.log_metrics({f"predicted.{k}": v for k, v in result.prediction_distribution.items()})
+    refs, preds = metrics.registry.spec(task.metric).read(str(files["gold"]), str(files["predictions"]))
+    table = {"example": list(range(len(refs))), "reference": [_short(r) for r in refs],
+             "prediction": [_short(p) for p in preds], **per_example(task.metric, refs, preds)}
+    tracker.log_table(table, "per_example.json")
+
+
+def _short(value, width: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _data_record(data, trainer: DictConfig) -> dict:

@@ -18,6 +18,7 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def log_dataset(self, name: str, source: str, digest: str, context: str) -> None: ...
+    def log_table(self, data: dict[str, list], artifact_file: str) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def previous(self, config_hash: str) -> Previous: ...
     def end(self, status: str) -> None: ...
@@ -36,6 +37,7 @@ class NullTracker:
 
     def start(self, run_name, tags, parent_run_id=None, resume_run_id=None): pass
     def log_dataset(self, name, source, digest, context): pass
+    def log_table(self, data, artifact_file): pass
     def set_tags(self, tags): pass
     def previous(self, config_hash): return Previous()
     def log_params(self, params): pass
@@ -139,6 +141,10 @@ class MlflowTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         log = self._client.log_artifacts if Path(path).is_dir() else self._client.log_artifact
         log(self.run_id, str(path), artifact_path)
+
+    def log_table(self, data: dict[str, list], artifact_file: str) -> None:
+        """A table artifact (the UI's artifact view shows it as a table)."""
+        self._client.log_table(self.run_id, data=data, artifact_file=artifact_file)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -68,6 +68,21 @@ def bleu_from_stats(total: Sequence[float], smooth: bool = True) -> float:
     return geo_mean * bp
 
 
+def bleu_from_stats_many(totals: np.ndarray) -> np.ndarray:
+    """bleu_from_stats (smoothed) for each row of (r, N_STATS) summed statistics."""
+    totals = np.asarray(totals, dtype=np.float64)
+    matches, possible = totals[:, :MAX_ORDER], totals[:, MAX_ORDER:2 * MAX_ORDER]
+    ref_len, hyp_len = totals[:, -2], totals[:, -1]
+    if (ref_len == 0).any():
+        raise ValueError("total reference length is 0: BLEU undefined")
+    log_p = (1.0 / MAX_ORDER) * np.log((matches + 1.0) / (possible + 1.0))
+    geo_mean = np.exp(np.sum(log_p, axis=1))
+    ratio = np.divide(hyp_len, ref_len)
+    with np.errstate(divide="ignore"):
+        bp = np.where(ratio > 1.0, 1.0, np.exp(1 - 1.0 / np.where(ratio > 0, ratio, 1.0)))
+    return np.where(hyp_len == 0, 0.0, geo_mean * bp)
+
+
 def corpus_stats(references: Sequence, predictions: Sequence[str]) -> np.ndarray:
     """(n, 10) statistics; a reference is a string or a list of strings; whitespace tokens after strip()."""
     if len(references) != len(predictions):

@@ -54,6 +54,14 @@ def prf_from_counts(tp: float, fp: float, fn: float, tn: float) -> dict[str, flo
     return {"precision": precision, "recall": recall, "f1": f1, "accuracy": (tp + tn) / total if total else 0.0}
 
 
+def prf_from_count_arrays(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
+    """prf_from_counts over arrays of counts (one per bootstrap resample)."""
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den != 0)
+    return {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn), "accuracy": ratio(tp + tn, tp + fp + fn + tn)}
+
+
 def _check_len(a: Sequence, b: Sequence) -> None:
     if len(a) != len(b):
         raise ValueError(f"{len(a)} references but {len(b)} predictions")

@@ -7,16 +7,18 @@ metrics/codebleu_syntax.py, codebleu_dfg.py and codebleu_dataflow.py with the of
 because the package deviates from them.
 
 Grammars (`grammar=`, default from $CODEBLEU_GRAMMAR, else "official"):
-  * "official": the tree-sitter grammar releases that reproduce the official 2020 my-languages.so on
-    the golden cases (npm 0.19 line, see metrics/legacy_grammars.py), compiled once under runs/cache
-    by `python -m metrics.legacy_grammars build` (`make install`); built on first use if missing, and
-    a clear error if that cannot be done. Only the official languages (java, c_sharp, python,
-    javascript, go, php, ruby).
+  * "official": the tree-sitter grammar and runtime releases of the official evaluator's era (npm:
+    c-sharp 0.16.1 on the 0.17.0 runtime, java and the others 0.19 on the 0.19.0 runtime, see
+    metrics/legacy_grammars.py), compiled once under runs/cache by `python -m metrics.legacy_grammars
+    build` (`make install`); built on first use if missing, and a clear error if that cannot be done.
+    Only the official languages (java, c_sharp, python, javascript, go, php, ruby).
   * "modern": the pinned tree-sitter-* 0.21/0.22 wheels the `codebleu` package uses (also c, cpp,
     rust for syntax). Not the official numbers: e.g. ~0.011 off on the golden cases.
 
-The official data-flow part depends on PYTHONHASHSEED (list(set(names)) orders); here those names are
-put in code order, so the result is identical on every hash seed (see codebleu_dfg.py).
+The official data-flow part depends on PYTHONHASHSEED (list(set(names)) orders); here those orders are
+the ones CPython 3.11+ gives under PYTHONHASHSEED=0 (the golden runs' setting), computed rather than
+taken from this process's hash seed, so the result is identical on every hash seed (codebleu_dfg.py).
+Parity with the official evaluator, measured, and the differences that remain: metrics/CODEBLEU.md.
 """
 from __future__ import annotations
 
@@ -51,14 +53,13 @@ def _grammar(grammar: str | None) -> str:
 def _parser(lang: str, grammar: str) -> Parser:
     if lang not in LANGS:
         raise ValueError(f"CodeBLEU language {lang!r} not supported; one of {', '.join(LANGS)}")
-    parser = Parser()
     if grammar == "official":
-        from .legacy_grammars import language
-        parser.language = language(lang)
-    else:
-        from codebleu.utils import get_tree_sitter_language
-        parser.language = get_tree_sitter_language(lang)
-    return parser
+        from .legacy_grammars import parser
+        return parser(lang)
+    from codebleu.utils import get_tree_sitter_language
+    p = Parser()
+    p.language = get_tree_sitter_language(lang)
+    return p
 
 
 @functools.lru_cache(maxsize=None)

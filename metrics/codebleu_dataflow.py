@@ -6,8 +6,9 @@ parser/utils.py); no code of theirs is copied. The per-language walk is metrics/
 comment removal, tokens and syntax match metrics/codebleu_syntax.py; like them, this module imports no
 tree_sitter and takes the parse and s-expression functions as arguments.
 
-Where several edges share a position their parent names are merged in code order, not in the official
-hash order (see codebleu_dfg.py), so the result is the same on every hash seed.
+Where several edges share a position their parent names are merged in the order the official
+list(set(...)) gives under PYTHONHASHSEED=0 (see codebleu_dfg.py), so the result is the same on every
+hash seed of this process.
 """
 from __future__ import annotations
 

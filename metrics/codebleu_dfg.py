@@ -14,14 +14,17 @@ Official quirks reproduced on purpose (they change numbers):
     does not add the pre-if states when there is no else; Ruby shares the states dict between a node
     and its children (only leaves copy it); loops are walked twice; etc. (tables below).
 
-The one deliberate deviation: where the official code merges the parent-variable names of an edge with
-`list(set(names))` (inside loops, and when several edges share a position), the resulting order
-depends on PYTHONHASHSEED. Here the distinct names are ordered by their first position in the code
-(the position of the token with that name among the edge's parent positions), which is one of the
-orders the official script can produce, and the same on every hash seed (DFGWalker.order_names).
+Where the official code merges the parent-variable names of an edge with `list(set(names))` (inside
+loops, and when several edges share a position), the resulting order depends on PYTHONHASHSEED, and it
+changes the data-flow score (the names are numbered var_0, var_1, ... in that order). Here that order
+is computed, not left to this process's own hash seed: `cpython_set_order` is the order CPython 3.11+
+gives under PYTHONHASHSEED=0, the setting of the golden official runs (str hash = SipHash-1-3 with a
+zero key, then CPython's set table: 8 slots, linear probing of 9 slots, perturbed probing, growth at
+3/5 full). So the result is the official PYTHONHASHSEED=0 one, the same on every hash seed of ours.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable
 
 from .codebleu_syntax import is_token
@@ -67,6 +70,102 @@ _SPEC: dict[str, dict[str, Any]] = {
 _LEAF_TYPES = ("string_literal", "string", "character_literal")
 
 
+# ------------------------------------------------------------------ CPython's list(set(strings)), PYTHONHASHSEED=0
+_M64 = (1 << 64) - 1
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _M64
+
+
+def _siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
+    """SipHash-1-3 (CPython 3.11+'s str hash, Python/pyhash.c), 64-bit unsigned result."""
+    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D
+    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
+
+    def rnd(v0, v1, v2, v3):
+        v0 = (v0 + v1) & _M64; v2 = (v2 + v3) & _M64  # noqa: E702
+        v1 = _rotl(v1, 13) ^ v0; v3 = _rotl(v3, 16) ^ v2  # noqa: E702
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v1) & _M64; v0 = (v0 + v3) & _M64  # noqa: E702
+        v1 = _rotl(v1, 17) ^ v2; v3 = _rotl(v3, 21) ^ v0  # noqa: E702
+        v2 = _rotl(v2, 32)
+        return v0, v1, v2, v3
+
+    n = len(data)
+    full = n - n % 8
+    for i in range(0, full, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        v0, v1, v2, v3 = rnd(v0, v1, v2, v3)
+        v0 ^= m
+    b = ((n & 0xFF) << 56) | int.from_bytes(data[full:], "little")
+    v3 ^= b
+    v0, v1, v2, v3 = rnd(v0, v1, v2, v3)
+    v0 ^= b
+    v2 ^= 0xFF
+    for _ in range(3):
+        v0, v1, v2, v3 = rnd(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+@functools.lru_cache(maxsize=65536)
+def cpython_str_hash(s: str) -> int:
+    """hash(s) in CPython 3.11+ run with PYTHONHASHSEED=0 (as an unsigned 64-bit number)."""
+    if not s:
+        return 0
+    top = max(map(ord, s))
+    data = s.encode("latin-1") if top < 0x100 else s.encode("utf-16-le" if top < 0x10000 else "utf-32-le")
+    h = _siphash13(data)
+    return (1 << 64) - 2 if h == _M64 else h  # a hash of -1 is stored as -2
+
+
+def cpython_set_order(items: Iterable[str]) -> list[str]:
+    """list(set(items)) as CPython 3.11+ orders it under PYTHONHASHSEED=0 (Objects/setobject.c:
+    set_add_entry / set_table_resize / set_insert_clean), for str items."""
+    mask, table, fill = 7, [None] * 8, 0
+
+    def insert_clean(tbl: list, msk: int, key: str, h: int) -> None:
+        i, perturb = h & msk, h
+        while True:
+            for j in range(i, i + 10 if i + 9 <= msk else i + 1):
+                if tbl[j] is None:
+                    tbl[j] = (key, h)
+                    return
+            perturb >>= 5
+            i = (i * 5 + 1 + perturb) & msk
+
+    for key in items:
+        h = cpython_str_hash(key)
+        i, perturb, found = h & mask, h, False
+        while not found:
+            for j in range(i, i + 10 if i + 9 <= mask else i + 1):
+                entry = table[j]
+                if entry is None:
+                    table[j] = (key, h)
+                    fill += 1
+                    found = True
+                    break
+                if entry[1] == h and entry[0] == key:
+                    found = None  # already there
+                    break
+            else:
+                perturb >>= 5
+                i = (i * 5 + 1 + perturb) & mask
+                continue
+            break
+        if found and fill * 5 >= mask * 3:
+            used = fill  # no deletions: fill == used
+            size = 8
+            while size <= (used * 2 if used > 50000 else used * 4):
+                size <<= 1
+            old, mask, table = table, size - 1, [None] * size
+            for entry in old:
+                if entry is not None:
+                    insert_clean(table, mask, entry[0], entry[1])
+    return [e[0] for e in table if e is not None]
+
+
 class DFGWalker:
     """One official DFG_<lang> walk over a parsed code. Edges: (name, position, relation, parent names,
     parent positions); states: name -> positions where its current value may come from."""
@@ -87,13 +186,9 @@ class DFGWalker:
             out += self.variables(child)
         return out
 
-    def order_names(self, names: Iterable[str], positions: Iterable[int]) -> list[str]:
-        """Deterministic stand-in for the official list(set(names)): first position in the code."""
-        first: dict[str, int] = {}
-        for p in sorted(set(positions)):
-            first.setdefault(self.text_at.get(p), p)
-        unique = list(dict.fromkeys(names))
-        return sorted(unique, key=lambda n: (first.get(n, 1 << 62), unique.index(n)))
+    def order_names(self, names: Iterable[str], positions: Iterable[int] = ()) -> list[str]:
+        """The official list(set(names)), in its PYTHONHASHSEED=0 order (see cpython_set_order)."""
+        return cpython_set_order(names)
 
     def merge_loop(self, dfg: list) -> list:
         """A loop's edges: one per (name, position, relation), parents united (official loop merge)."""

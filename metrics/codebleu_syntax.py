@@ -46,8 +46,11 @@ def syntax_counts(ref_root: Any, cand_root: Any, sexp: Callable[[Any], str]) -> 
 
 
 # ------------------------------------------------------------------ tokens
+LEAF_TYPES = ("string_literal", "string", "character_literal")
+
+
 def is_token(node: Any) -> bool:
-    return (len(node.children) == 0 or node.type == "string") and node.type != "comment"
+    return (len(node.children) == 0 or node.type in LEAF_TYPES) and node.type != "comment"
 
 
 def token_spans(root: Any) -> list[tuple]:

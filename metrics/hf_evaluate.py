@@ -13,22 +13,15 @@ import datasets
 import evaluate
 
 from . import METRIC_KEYS, compute
+from .registry import spec
 
-_INT = datasets.Value("int64")
-_STR = datasets.Value("string")
-FEATURES: dict[str, dict[str, Any]] = {
-    "clone_detection_big_clone_bench": {"predictions": _INT, "references": _INT},
-    "defect_detection": {"predictions": _INT, "references": _INT},
-    "nl_code_search_webquery": {"predictions": _INT, "references": _INT},
-    "clone_detection_poj104": {"predictions": datasets.Sequence(_INT), "references": _INT},
-    "nl_code_search_adv": {"predictions": datasets.Sequence(_INT), "references": _INT},
-    "code_completion_token": {"predictions": datasets.Sequence(_STR), "references": datasets.Sequence(_STR)},
-    "code_completion_line": {"predictions": _STR, "references": _STR},
-    "code_refinement": {"predictions": _STR, "references": _STR},
-    "code_to_code_trans": {"predictions": _STR, "references": _STR},
-    "text_to_code": {"predictions": _STR, "references": _STR},
-    "code_to_text": {"predictions": _STR, "references": _STR},
-}
+_TYPES = {"int": datasets.Value("int64"), "str": datasets.Value("string"),
+          "list[int]": datasets.Sequence(datasets.Value("int64")), "list[str]": datasets.Sequence(datasets.Value("string"))}
+
+
+def features(task: str) -> datasets.Features:
+    """The evaluate input features of a metric, from its spec (metrics/registry.py)."""
+    return datasets.Features({k: _TYPES[t] for k, t in spec(task).features.items()})
 
 
 def metric_info(task: str) -> evaluate.MetricInfo:
@@ -37,7 +30,7 @@ def metric_info(task: str) -> evaluate.MetricInfo:
         description=f"CodeXGLUE {task}, scored exactly as the official evaluator (keys {', '.join(METRIC_KEYS[task])}).",
         citation="CodeXGLUE: A Machine Learning Benchmark Dataset for Code Understanding and Generation (2021)",
         inputs_description="predictions and references in the in-memory shapes of metrics.compute; kwargs: lang= for CodeBLEU",
-        features=datasets.Features(FEATURES[task]),
+        features=features(task),
         reference_urls=["https://github.com/microsoft/CodeXGLUE"],
     )
 

@@ -36,6 +36,8 @@ class Task(ABC):
     required_splits: tuple[str, ...] = ("train", "test")
     metric_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. lang= for CodeBLEU
     tokenizer_fields: Sequence[str] = ()  # text fields the offline tiny tokenizer is trained on
+    baselines: Sequence[Mapping[str, Any]] = ()  # published results: {model, scores: {key: value}, source}
+    naive: str | None = None  # the task's naive baseline: majority | copy_source | most_frequent (None: none applies)
 
     # ---- what each kind implements --------------------------------------------------------------
     @abstractmethod
@@ -74,6 +76,14 @@ class Task(ABC):
     def model_kwargs(self) -> dict:
         """Extra from_pretrained arguments of the task's head (num_labels for classification)."""
         return {}
+
+    def naive_predictions(self, train_rows, test_rows) -> list | None:
+        """What the task's naive baseline predicts for the test rows (`naive` in its YAML), or None."""
+        return None
+
+    def prediction_distribution(self, predictions: list) -> dict[str, int] | None:
+        """How often each answer was predicted, where answers are classes (degenerate runs show here)."""
+        return None
 
     def train_shape(self, family: str, max_length: int) -> dict[str, int]:
         """The longest training sequences this task makes for a family (the memory estimate's

@@ -1,12 +1,14 @@
 """Classification of one text or a pair of texts (clone detection, defect detection, WebQuery)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from tasks.base import Task, column
-from tasks.encoding import iter_rows, template_fields, token_ids
+from tasks.encoding import token_ids
+from tasks.official import write_official
 
 
 @dataclass
@@ -14,9 +16,7 @@ class ClassificationTask(Task):
     text_fields: Sequence[str] = ("func",)
     label_field: str = "target"
     labels: Sequence = (False, True)
-    prediction_line: str = "{id}\t{prediction}"   # the official predictions file, one row per line
-    gold_line: str = "{id}\t{gold}"               # the official answers file
-    gold_file: str = "answers.txt"
+    key_fields: Sequence[str] = ("id",)  # the row fields that form an example's official id
 
     def head(self, family: str) -> str:
         return "sequence_classification"
@@ -35,17 +35,22 @@ class ClassificationTask(Task):
         index = {label: i for i, label in enumerate(self.labels)}
         return [index[value] for value in column(rows, self.label_field)]
 
+    def naive_predictions(self, train_rows, test_rows) -> list[int] | None:
+        """majority: the most frequent class of the train split, for every test row."""
+        if self.naive != "majority":
+            return None
+        majority = Counter(self.references(train_rows)).most_common(1)[0][0]
+        return [majority] * len(test_rows)
+
+    def prediction_distribution(self, predictions: list[int]) -> dict[str, int]:
+        counts = Counter(predictions)
+        return {str(label): counts.get(i, 0) for i, label in enumerate(self.labels)}
+
     def write_predictions(self, rows, predictions: list[int], out_dir: Path) -> dict[str, Path]:
-        """Predictions and gold answers in the official CodeXGLUE text format of the task,
-        written row by row."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pred_path, gold_path = out_dir / "predictions.txt", out_dir / self.gold_file
-        names = template_fields(self.prediction_line, self.gold_line)
-        with open(pred_path, "w", encoding="utf-8") as pred, open(gold_path, "w", encoding="utf-8") as gold:
-            for row, p, y in zip(iter_rows(rows, names), predictions, self.references(rows)):
-                pred.write(self.prediction_line.format(**row, prediction=p) + "\n")
-                gold.write(self.gold_line.format(**row, gold=y) + "\n")
-        return {"predictions": pred_path, "gold": gold_path}
+        """Predictions and gold answers in the official CodeXGLUE files of the metric."""
+        fields = [column(rows, f) for f in self.key_fields]
+        keys = list(zip(*fields)) if len(fields) > 1 else fields[0]
+        return write_official(self.metric, keys, self.references(rows), predictions, out_dir)
 
     def predict(self, model, tokenizer, features, collate, trainer, device) -> list[int]:
         from harness.predict import predict_classes

@@ -151,12 +151,13 @@ class CodeCorpusTask(TokenCompletionTask):
 
     def write_predictions(self, rows: list[dict], predictions: list[dict], out_dir: Path) -> dict[str, Path]:
         """Official files for both evaluators: token_{answers,predictions}.txt and
-        line_answers.jsonl + line_predictions.txt."""
+        line_answers.jsonl + line_predictions.txt; `gold` and `predictions` name the primary
+        metric's pair (token level), as every task's do."""
         files = {}
         for name, stem in ((self.metric, "token_"), (LINE_METRIC, "line_")):
             refs, preds = self._pairs(rows, predictions)[name]
             files.update(write_official(name, range(len(refs)), refs, preds, out_dir, stem))
-        return files
+        return {**files, "gold": files["token_gold"], "predictions": files["token_predictions"]}
 
 
 def _read_files(settings: str):

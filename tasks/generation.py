@@ -6,6 +6,7 @@ batched generation with the KV cache (left-padded prompts for decoders), greedy 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -81,6 +82,16 @@ class GenerationTask(Task):
         for stop in self.stop:
             text = text.split(stop, 1)[0]
         return one_line(text)
+
+    def naive_predictions(self, train_rows, test_rows) -> list[str] | None:
+        """copy_source: the input itself (CodeXGLUE's "naive copy" of refinement and translation);
+        most_frequent: the train split's most frequent target, for every test row."""
+        if self.naive == "copy_source":
+            return [one_line(render(self.source_template, r)) for r in iter_rows(test_rows, template_fields(self.source_template))]
+        if self.naive == "most_frequent":
+            top = Counter(self.references(train_rows)).most_common(1)[0][0]
+            return [top] * len(test_rows)
+        return None
 
     def references(self, rows) -> list[str]:
         template = self.reference_template or self.target_template

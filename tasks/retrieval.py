@@ -7,15 +7,14 @@ whole test split once and ranks each query against the whole pool, chunked over 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from metrics import formats
 from tasks.base import Task, column
 from tasks.encoding import iter_rows, render, template_fields, token_ids
+from tasks.official import write_official
 
 
 @dataclass
@@ -26,7 +25,6 @@ class RetrievalTask(Task):
     query_max_length: int = 128
     temperature: float = 0.05
     top_k: int | None = 100              # ranked answers written per query (AdvTest: 100)
-    answer_key: str = "url"              # official predictions key: "url" (AdvTest), "index" (POJ-104)
     answer_field: str = "url"            # the row field that fills it
 
     def head(self, family: str) -> str:
@@ -110,18 +108,8 @@ class RetrievalTask(Task):
         return self._groups(rows) if self.query_template is None else list(range(len(rows)))
 
     def write_predictions(self, rows, predictions: list[list[int]], out_dir: Path) -> dict[str, Path]:
-        """Official files: answers JSONL keyed by url (AdvTest, gold idx) or index (POJ-104, label),
-        and predictions JSONL `{key: ..., "answers": [ranked ids]}`."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        keys = [str(k) for k in column(rows, self.answer_field)]
-        ids = column(rows, self.id_field)
-        gold_path, pred_path = out_dir / "answers.jsonl", out_dir / "predictions.jsonl"
-        if self.query_template is None:
-            gold = [{"index": k, "label": g} for k, g in zip(keys, column(rows, self.group_field))]
-            ranked = [[keys[j] for j in p] for p in predictions]
-        else:
-            gold = [{"url": k, "idx": i} for k, i in zip(keys, ids)]
-            ranked = [[ids[j] for j in p] for p in predictions]
-        gold_path.write_text("".join(json.dumps(g, ensure_ascii=False) + "\n" for g in gold), encoding="utf-8")
-        formats.write_ranked(pred_path, zip(keys, ranked), self.answer_key)
-        return {"predictions": pred_path, "gold": gold_path}
+        """Official files: POJ-104 keyed by index (gold: each item's problem label), AdvTest keyed
+        by url (gold: each query's idx; answers: the idx of the ranked codes)."""
+        answer = [str(k) for k in column(rows, self.answer_field)]
+        keys = answer if self.query_template is None else list(zip(answer, column(rows, self.id_field)))
+        return write_official(self.metric, keys, self.references(rows), predictions, out_dir)

@@ -151,8 +151,10 @@ def test_training_prints_progress_whatever_the_tracker(in_tmp, capsys):
 
 
 @pytest.mark.parametrize("extra", [["trainer.gradient_checkpointing=true"], ["precision=fp16"],
-                                   ["model.attn_implementation=eager"], ["trainer.group_by_length=false"]],
-                         ids=["checkpointing", "fp16-loss-scaling", "eager-attention", "random-order"])
+                                   ["model.attn_implementation=eager"], ["trainer.group_by_length=false"],
+                                   ["trainer.data_workers=2"], ["trainer.generation_cache=dynamic"]],
+                         ids=["checkpointing", "fp16-loss-scaling", "eager-attention", "random-order", "workers",
+                              "dynamic-cache"])
 def test_memory_and_speed_options_train_a_cell(extra, in_tmp):
     result = run(compose(["model=tiny_llama", "task=concode", "trainer=smoke", "tracker=none", "task.max_target_length=8",
                           *extra]), in_tmp / "cell")
