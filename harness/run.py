@@ -19,7 +19,7 @@ from harness.compat import method_unsupported
 from harness.config import config_hash, flatten, to_container
 from harness.env import Device, pick_device
 from harness.features import build_features
-from harness.models import load_model, with_hub_mirror
+from harness.models import load_model, load_tokenizer, with_hub_mirror
 from harness.predict import metered
 from harness.results import FAILED, FINISHED, SKIPPED, Result
 from harness.tracking import Tracker
@@ -121,7 +121,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
 
 def _prepare(cfg: DictConfig, task, plan, device: Device, tracker: Tracker, result: Result) -> _Cell | None:
     """Data, compatibility (None and SKIPPED when the combination cannot run), model and features."""
-    data = task.load_data(plan)
+    data = task.load_data(plan, tokenizer=load_tokenizer(cfg.model))  # a stream's budget counts its tokens
     result.data_digest, result.metric = data.digest, task.metric
     result.data = _data_record(data, cfg.trainer)
     _log_data(tracker, task, data, result.data)

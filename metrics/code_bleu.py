@@ -147,7 +147,10 @@ def codebleu_rows(references: Sequence, predictions: Sequence[str], lang: str,
             rows[n, i - 1], rows[n, 3 + i] = _cb_bleu.modified_precision(tok_refs, tok_hyp, i)
             rows[n, 9 + i], rows[n, 13 + i] = _cb_weighted.modified_recall(weighted_refs, tok_hyp, i)
         rows[n, 8] = rows[n, 18] = len(tok_hyp)
-        rows[n, 9] = rows[n, 19] = _cb_bleu.closest_ref_length(tok_refs, len(tok_hyp))
+        rows[n, 9] = _cb_bleu.closest_ref_length(tok_refs, len(tok_hyp))
+        # the official weighted corpus BLEU measures each [tokens, weights] pair, so its "reference
+        # length" is 2 (a quirk of weighted_ngram_match.py, kept: compute() and the stats must agree)
+        rows[n, 19] = _cb_weighted.closest_ref_length(weighted_refs, len(tok_hyp))
     return rows
 
 

@@ -8,15 +8,16 @@ its golden cases; an incomplete entry is an error at import, never a fall-back t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import formats
+from . import codesearchnet, formats
+from . import official_files as files
 from .bleu import N_STATS
+from . import aixbench as _nl2code
 
 UNIT, PERCENT = (0.0, 1.0), (0.0, 100.0)
 CODEBLEU_KEYS = ("codebleu", "ngram_match", "weighted_ngram_match", "syntax_match", "dataflow_match")
@@ -74,10 +75,18 @@ def _confusion_stats(keys: Sequence[str]) -> Callable[..., SufficientStats]:
     def stats(references, predictions, **_):
         from .classification import confusion_rows, prf_from_counts, prf_from_count_arrays
 
-        rows = np.column_stack([confusion_rows(references, predictions), np.ones(len(references))])
-        rows[:, 4] = rows[:, 0] + rows[:, 3]  # correct flag
-        return SufficientStats(rows, lambda s: {k: v for k, v in prf_from_counts(*s[:4]).items() if k in keys},
-                               {"accuracy": 4}, lambda s: prf_from_count_arrays(*s[:, :4].T))
+        # tp, fp, fn, tn of the positive class 1, then a correct flag: with more than two classes a
+        # wrong label that is not 1 counts as tn, so accuracy is the flags' mean, never (tp + tn) / n
+        correct = np.asarray(references, dtype=np.int64) == np.asarray(predictions, dtype=np.int64)
+        rows = np.column_stack([confusion_rows(references, predictions), correct.astype(np.float64)])
+
+        def finalize(s):
+            return {k: v for k, v in {**prf_from_counts(*s[:4]), "accuracy": float(s[4] / s[:4].sum())}.items()
+                    if k in keys}
+
+        def finalize_many(s):
+            return {**prf_from_count_arrays(*s[:, :4].T), "accuracy": s[:, 4] / s[:, :4].sum(axis=1)}
+        return SufficientStats(rows, finalize, {"accuracy": 4}, finalize_many)
     return stats
 
 
@@ -136,134 +145,6 @@ def _line_stats(references, predictions, **_):
                       dtype=np.float64).reshape(-1, 3)
     return SufficientStats(rows, lambda s: {"exact_match": s[0] / s[2] * 100, "edit_sim": s[1] / s[2]},
                            {"exact_match": 0}, lambda s: {"exact_match": s[:, 0] / s[:, 2] * 100, "edit_sim": s[:, 1] / s[:, 2]})
-
-
-# ---- official files: readers ---------------------------------------------------------------------------
-def _missing(path: str, what: str, key: Any) -> formats.FormatError:
-    return formats.FormatError(f"{path}: missing prediction for {what} {key!r} (every gold key needs one)")
-
-
-def _align(gold: dict, pred: dict, path: str, what: str) -> tuple[list, list]:
-    for key in gold:
-        if key not in pred:
-            raise _missing(path, what, key)
-    return [gold[k] for k in gold], [pred[k] for k in gold]
-
-
-def _same_count(gold: list, pred: list, gpath: str, ppath: str) -> None:
-    if len(gold) != len(pred):
-        raise formats.FormatError(f"{ppath}: {len(pred)} lines, but {gpath} has {len(gold)}; "
-                                  "expected one prediction per gold entry")
-
-
-def _read_lines_pair(gold_texts: Callable[[str], list[str]]) -> Callable[[str, str], tuple[list, list]]:
-    def read(gold: str, pred: str) -> tuple[list, list]:
-        g, p = gold_texts(gold), formats.read_text_lines(pred)
-        _same_count(g, p, gold, pred)
-        return g, p
-    return read
-
-
-def _read_tokens(gold: str, pred: str) -> tuple[list, list]:
-    g, p = formats.read_text_lines(gold), formats.read_text_lines(pred)
-    _same_count(g, p, gold, pred)
-    for n, (a, b) in enumerate(zip(g, p), 1):
-        if len(a.split()) != len(b.split()):
-            raise formats.FormatError(f"{pred}:{n}: {len(b.split())} tokens, expected {len(a.split())} (as gold line {n})")
-    return [x.split() for x in g], [x.split() for x in p]
-
-
-def _read_poj104(gold: str, pred: str) -> tuple[list, list]:
-    answers, ranked = formats.read_poj104_gold(gold), formats.read_ranked(pred, "index")
-    ids = list(answers)
-    pos = {i: n for n, i in enumerate(ids)}
-    label: dict[str, int] = {}
-    for i, others in answers.items():  # an id and its answers share a class
-        if i not in label:
-            cls = len(set(label.values()))
-            for j in [i, *others]:
-                label.setdefault(j, cls)
-    rankings = []
-    for i in ids:
-        if i not in ranked:
-            raise _missing(pred, "index", i)
-        r = [str(x) for x in ranked[i]]
-        if len(r) != len(answers[i]):
-            raise formats.FormatError(f"{pred}: index {i!r} has {len(r)} answers, expected exactly R = {len(answers[i])}")
-        rankings.append([pos.get(x, -1) for x in r])
-    return [label[i] for i in ids], rankings
-
-
-def _read_advtest(gold: str, pred: str) -> tuple[list, list]:
-    golds = {str(o["url"]): o["idx"] for o in formats.read_jsonl(gold, ("url", "idx"))}
-    return _align(golds, formats.read_ranked(pred, "url"), pred, "url")
-
-
-def _read_code_to_text(gold: str, pred: str) -> tuple[list, list]:
-    refs: dict[str, list[str]] = {}
-    for rid, text in formats.read_id_text(gold, gold=True):
-        refs.setdefault(rid, []).append(text)
-    preds = dict(formats.read_id_text(pred, gold=False))
-    return list(refs.values()), [preds.get(rid) for rid in refs]
-
-
-def _jsonl_field(key: str) -> Callable[[str], list[str]]:
-    return lambda path: [str(o[key]) for o in formats.read_jsonl(path, (key,))]
-
-
-# ---- official files: writers (keys: the official id of each example) ------------------------------------
-def _jsonl(path: Path, objects) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for o in objects:
-            f.write(json.dumps(o, ensure_ascii=False) + "\n")
-
-
-def _write_bcb(gold, pred, keys, refs, preds) -> None:
-    formats.write_pair_labels(gold, ((a, b, y) for (a, b), y in zip(keys, refs)))
-    formats.write_pair_labels(pred, ((a, b, y) for (a, b), y in zip(keys, preds)))
-
-
-def _write_devign(gold, pred, keys, refs, preds) -> None:
-    _jsonl(gold, ({"idx": k, "target": int(y)} for k, y in zip(keys, refs)))  # the official gold: test JSONL
-    formats.write_idx_labels(pred, zip(keys, preds))
-
-
-def _write_idx_labels(gold, pred, keys, refs, preds) -> None:
-    formats.write_idx_labels(gold, zip(keys, refs))
-    formats.write_idx_labels(pred, zip(keys, preds))
-
-
-def _write_poj104(gold, pred, keys, refs, preds) -> None:
-    _jsonl(gold, ({"index": k, "label": str(y)} for k, y in zip(keys, refs)))
-    formats.write_ranked(pred, ((k, [keys[j] for j in ranked]) for k, ranked in zip(keys, preds)), "index")
-
-
-def _write_advtest(gold, pred, keys, refs, preds) -> None:
-    """keys: (url, idx) of each query; a prediction ranks positions in the pool."""
-    _jsonl(gold, ({"url": u, "idx": i} for u, i in keys))
-    formats.write_ranked(pred, ((u, [keys[j][1] for j in ranked]) for (u, _), ranked in zip(keys, preds)), "url")
-
-
-def _write_lines(gold, pred, keys, refs, preds) -> None:
-    formats.write_lines(gold, refs)
-    formats.write_lines(pred, preds)
-
-
-def _write_jsonl_gold(key: str) -> Callable:
-    def write(gold, pred, keys, refs, preds) -> None:
-        _jsonl(gold, ({"id": k, key: r} for k, r in zip(keys, refs)))
-        formats.write_lines(pred, preds)
-    return write
-
-
-def _write_id_text(gold, pred, keys, refs, preds) -> None:
-    formats.write_id_text(gold, zip(keys, refs))
-    formats.write_id_text(pred, zip(keys, preds))
-
-
-def _write_tokens(gold, pred, keys, refs, preds) -> None:
-    formats.write_token_lines(gold, refs)
-    formats.write_token_lines(pred, preds)
 
 
 # ---- the registry -------------------------------------------------------------------------------------
@@ -340,40 +221,53 @@ def _generation(name: str, **kw) -> MetricSpec:
 SPECS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("clone_detection_big_clone_bench", ("f1", "precision", "recall"), "f1", PRF,
                {k: None for k in PRF}, _bcb_compute, _confusion_stats(PRF),
-               lambda g, p: _align(formats.read_pair_labels(g), formats.read_pair_labels(p), p, "pair"),
-               _write_bcb, "txt", LABELS, {"correct": 4}),
+               lambda g, p: files.align(formats.read_pair_labels(g), formats.read_pair_labels(p), p, "pair"),
+               files.write_bcb, "txt", LABELS, {"correct": 4}),
     MetricSpec("nl_code_search_webquery", ("accuracy", "f1", "precision", "recall"), "accuracy",
                {"accuracy": UNIT, **PRF}, {"accuracy": None, **{k: None for k in PRF}}, _webquery_compute,
                _confusion_stats(("accuracy", *PRF)),
-               lambda g, p: _align(formats.read_idx_labels(g, "\t"), formats.read_idx_labels(p, "\t"), p, "idx"),
-               _write_idx_labels, "txt", LABELS, {"correct": 4}),
+               lambda g, p: files.align(formats.read_idx_labels(g, "\t"), formats.read_idx_labels(p, "\t"), p, "idx"),
+               files.write_idx_labels, "txt", LABELS, {"correct": 4}),
     MetricSpec("defect_detection", ("accuracy",), "accuracy", {"accuracy": UNIT}, {"accuracy": None},
                _defect_compute, _confusion_stats(("accuracy",)),
-               lambda g, p: _align(formats.read_devign_gold(g), formats.read_idx_labels(p), p, "idx"),
-               _write_devign, "jsonl", LABELS, {"correct": 4}),
+               lambda g, p: files.align(formats.read_devign_gold(g), formats.read_idx_labels(p), p, "idx"),
+               files.write_devign, "jsonl", LABELS, {"correct": 4}),
     MetricSpec("clone_detection_poj104", ("map_at_r",), "map_at_r", {"map_at_r": UNIT}, {"map_at_r": ("np", 4)},
-               _poj_compute, _poj_stats, _read_poj104, _write_poj104, "jsonl",
+               _poj_compute, _poj_stats, files.read_poj104, files.write_poj104, "jsonl",
                {"predictions": "list[int]", "references": "int"}, {"average_precision_at_r": 0}),
     MetricSpec("nl_code_search_adv", ("mrr",), "mrr", {"mrr": UNIT}, {"mrr": ("np", 4)}, _adv_compute, _adv_stats,
-               _read_advtest, _write_advtest, "jsonl", {"predictions": "list[int]", "references": "int"},
+               files.read_advtest, files.write_advtest, "jsonl", {"predictions": "list[int]", "references": "int"},
                {"reciprocal_rank": 0}),
     MetricSpec("code_completion_token", ("token_accuracy", "total_tokens"), "token_accuracy",
                {"token_accuracy": PERCENT, "total_tokens": (0.0, float("inf"))},
-               {"token_accuracy": ("py", 2), "total_tokens": None}, _token_compute, _token_stats, _read_tokens,
-               _write_tokens, "txt", {"predictions": "list[str]", "references": "list[str]"},
+               {"token_accuracy": ("py", 2), "total_tokens": None}, _token_compute, _token_stats, files.read_tokens,
+               files.write_tokens, "txt", {"predictions": "list[str]", "references": "list[str]"},
                {"correct_tokens": 0, "tokens": 1}),
     MetricSpec("code_completion_line", ("exact_match", "edit_sim"), "exact_match",
                {"exact_match": PERCENT, "edit_sim": PERCENT}, {"exact_match": ("py", 2), "edit_sim": ("py", 2)},
-               _line_compute, _line_stats, _read_lines_pair(_jsonl_field("gt")), _write_jsonl_gold("gt"), "jsonl",
+               _line_compute, _line_stats, files.read_lines_pair(files.jsonl_field("gt")), files.write_jsonl_gold("gt"), "jsonl",
                TEXTS, {"exact_match": 0, "edit_sim": 1}),
-    _generation("code_refinement", read=_read_lines_pair(formats.read_text_lines), write=_write_lines),
-    _generation("code_to_code_trans", read=_read_lines_pair(formats.read_text_lines), write=_write_lines),
-    _generation("text_to_code", read=_read_lines_pair(_jsonl_field("code")), write=_write_jsonl_gold("code"),
+    _generation("code_refinement", read=files.read_lines_pair(formats.read_text_lines), write=files.write_lines),
+    _generation("code_to_code_trans", read=files.read_lines_pair(formats.read_text_lines), write=files.write_lines),
+    _generation("text_to_code", read=files.read_lines_pair(files.jsonl_field("code")), write=files.write_jsonl_gold("code"),
                 gold_ext="jsonl"),
     MetricSpec("code_to_text", ("bleu", "total", "skipped"), "bleu",
                {"bleu": PERCENT, "total": (0.0, float("inf")), "skipped": (0.0, float("inf"))},
-               {"bleu": None, "total": None, "skipped": None}, _c2t_compute, _c2t_stats, _read_code_to_text,
-               _write_id_text, "txt", TEXTS, {"sentence_bleu": 0}),
+               {"bleu": None, "total": None, "skipped": None}, _c2t_compute, _c2t_stats, files.read_code_to_text,
+               files.write_id_text, "txt", TEXTS, {"sentence_bleu": 0}),
+    # CodeSearchNet challenge MRR within pools of 1,000 (metrics/codesearchnet.py): references are pool
+    # sizes, predictions the 1-based ranks; src/model_test.py prints it at 3 decimals
+    MetricSpec("codesearchnet_mrr", ("mrr",), "mrr", {"mrr": UNIT}, {"mrr": ("py", 3)},
+               lambda r, p, **_: {"mrr": codesearchnet.mrr(r, p)},
+               lambda r, p, **_: _mean_stats(codesearchnet.reciprocal_ranks(r, p), "mrr"),
+               codesearchnet.read, codesearchnet.write, "jsonl", {"predictions": "int", "references": "int"},
+               {"reciprocal_rank": 0}),
+    # nl2code (AixBench, metrics/aixbench.py): syntax validity of the Java methods (0-100), reference-free;
+    # BLEU, exact match (text_to_code's) and CodeBLEU (lang=java) only where the gold rows carry code
+    MetricSpec("nl2code", ("syntax_valid",), "syntax_valid", {"syntax_valid": PERCENT},
+               {"syntax_valid": ("py", 2), "bleu": ("py", 2), "exact_match": ("py", 2)}, _nl2code.compute,
+               _nl2code.stats, _nl2code.read, _nl2code.write, "jsonl", TEXTS, {"syntax_valid": 0},
+               optional={"bleu": PERCENT, "exact_match": PERCENT, **CODEBLEU_BOUNDS}),
 )}
 
 

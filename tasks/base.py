@@ -137,8 +137,9 @@ class Task(ABC):
 
         return plan(self, hub_mirror)
 
-    def load_data(self, plan):
-        """The splits of a plan as validated Arrow datasets (tasks.loading.TaskData)."""
+    def load_data(self, plan, tokenizer=None):
+        """The splits of a plan as validated Arrow datasets (tasks.loading.TaskData); tokenizer:
+        the model's, for data whose size is counted in tokens (a streamed corpus)."""
         from tasks.loading import load
 
         return load(self, plan)

@@ -38,12 +38,27 @@ class CodeCorpusTask(TokenCompletionTask):
     fractions: dict = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
     lines_per_file: int = 4                  # line-completion examples per held-out file
     text_template: str = "{text}"
+    # ---- a streamed corpus (tasks/stream.py): set `stream` (presets code_corpus_github / _stack / _repos)
+    stream: dict | None = None               # {hub, revision, data_files, <field>_field, extensions}
+    languages: Sequence[str] = ()            # keep these languages only (empty: every language)
+    licenses: Sequence[str] = ()             # keep documents under one of these licences (empty: any)
+    min_file_bytes: int = 1
+    max_file_bytes: int = 1_000_000
+    dedup: dict = field(default_factory=lambda: {"exact": True, "near": True, "threshold": 0.85,
+                                                 "num_perm": 128, "shingle": 5})
+    max_train_tokens: int | None = None      # the token budget: the stream stops there
+    held_out: dict = field(default_factory=lambda: {"validation": 0.01, "test": 0.01, "max_documents": 64})
+    shard_documents: int = 5000              # training documents per shard (a resume point)
 
     # ---- data: a directory of source files (or JSONL rows {path, text}) ---------------------
     def _root(self) -> Path:
         return Path(self.data_dir or self.root or sysconfig.get_paths()["stdlib"]).expanduser()
 
     def data_plan(self, hub_mirror: str | None = None):
+        if self.stream is not None:
+            from tasks.stream_sources import stream_plan
+
+            return stream_plan(self, hub_mirror)
         root = self._root()
         if self.data_dir and any((root / f"{s}.jsonl").exists() for s in ("train", "test")):
             return super().data_plan(hub_mirror)   # JSONL rows {path, text} work too
@@ -54,7 +69,9 @@ class CodeCorpusTask(TokenCompletionTask):
                     specs, {"files": origin}, comparable=False,
                     why_not_comparable="your own code: there is no published result to compare with")
 
-    def load_data(self, plan):
+    def load_data(self, plan, tokenizer=None):
+        if plan.kind == "stream":
+            return self._load_stream(plan, tokenizer)
         if plan.kind != "files":
             return super().load_data(plan)
         from datasets import Dataset
@@ -72,6 +89,53 @@ class CodeCorpusTask(TokenCompletionTask):
         except ValueError as err:
             raise DataError(f"task {self.name}: {err} (files)") from None
         return TaskData({name: rows.select([r["i"] for r in part]) for name, part in chosen.items()}, plan)
+
+    def _load_stream(self, plan, tokenizer):
+        """The streamed corpus through tasks/stream.py, built once per data, settings and tokenizer
+        (the budget counts its tokens), resumed where a killed build stopped."""
+        from harness.features import tokenizer_digest
+        from tasks import stream
+        from tasks.loading import TaskData
+
+        if tokenizer is None:
+            raise DataError(f"task {self.name}: a streamed corpus needs the model's tokenizer (its token budget)")
+        settings = {k: getattr(self, k) for k in ("stream", "languages", "licenses", "min_file_bytes",
+                                                  "max_file_bytes", "dedup", "max_train_tokens", "held_out")}
+        key = hashlib.sha256(json.dumps([plan.identity, settings, tokenizer_digest(tokenizer)], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+        folder = cache_dir("streams") / f"{self.name}-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        done = folder / "record.json"
+        if not done.exists():
+            state = stream.StreamBuild(self, plan, tokenizer, folder).run()
+            origin = plan.origins["stream"]
+            record = {"dataset": origin.name, "revision": origin.revision, "data_files": (self.stream or {}).get(
+                "data_files"), "filters": {k: settings[k] for k in ("languages", "licenses", "min_file_bytes",
+                                                                     "max_file_bytes")},
+                      "dedup": dict(self.dedup), "held_out": dict(self.held_out), "budget": self.max_train_tokens,
+                      "budget_reached": state["budget_reached"], "documents_seen": state["seen"],
+                      "documents_kept": dict(state["kept"]), "dropped": dict(state["dropped"]),
+                      "train_tokens": state["tokens"], "shards": state["shards"], "memory": state["memory"]}
+            done.write_text(json.dumps(record, indent=1, default=str))
+        record = json.loads(done.read_text())
+        found = stream.splits(folder, record["shards"])
+        for split in ("train", "test"):
+            if len(found[split]) == 0:
+                raise DataError(f"task {self.name}: the stream gave no {split} documents ({record['documents_seen']:,} "
+                                f"read, dropped {record['dropped']}); widen the filters, raise task.max_train_tokens "
+                                "or task.held_out.test")
+        print(f"[harness] stream: {record['documents_seen']:,} documents read, {record['train_tokens']:,} training "
+              f"tokens in {record['documents_kept'].get('train', 0):,} documents; dropped {record['dropped']}", flush=True)
+        return TaskData(found, plan, plan.documents, details={"stream": {k: v for k, v in record.items() if k != "memory"}})
+
+    def encode_documents(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
+        """Streamed training documents arrive tokenised (their ids counted the budget): packed as
+        they are; files read from a folder are tokenised here."""
+        from tasks.encoding import pack
+
+        if rows and "input_ids" in rows[0]:
+            return pack([bos(tokenizer) + list(r["input_ids"]) for r in rows], max_length)
+        return super().encode_documents(rows, tokenizer, family, max_length)
 
     def _files(self, root: Path) -> list[Path]:
         if not root.is_dir():

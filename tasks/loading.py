@@ -24,6 +24,7 @@ class TaskData:
     splits: dict[str, Any]                        # split -> datasets.Dataset
     plan: Plan
     documents: frozenset = field(default_factory=frozenset)  # splits of training documents {text}
+    details: dict[str, Any] = field(default_factory=dict)   # more of result.json `data` (a stream's record)
 
     @property
     def digest(self) -> str:
@@ -35,7 +36,7 @@ class TaskData:
         return {"source": [o.name for o in origins], "revision": {o.name: o.revision for o in origins},
                 "splits": {s: len(ds) for s, ds in self.splits.items()},
                 "comparable": self.plan.comparable, "why_not_comparable": self.plan.why_not_comparable,
-                "kind": self.plan.kind}
+                "kind": self.plan.kind, **self.details}
 
 
 def load(task, plan: Plan) -> TaskData:
@@ -89,6 +90,12 @@ def _load_hub_dir(origin):
     except (datasets.exceptions.DatasetGenerationError, ValueError, FileNotFoundError) as err:
         raise DataError(f"{origin.name}: cannot load {origin.path} as a hub dataset ({type(err).__name__}: "
                         f"{err}); expected README.md `configs:` and the config's parquet files") from None
+    except RuntimeError as err:  # "Dataset scripts are no longer supported": a loading-script repo
+        if "script" not in str(err).lower():
+            raise
+        raise DataError(f"{origin.name}: {origin.path} is a loading-script dataset, which datasets >= 4 cannot "
+                        f"run ({err}); convert its files to parquet (for code_search_net: python -m "
+                        f"tasks.codesearchnet_mirror {origin.path})") from None
     except datasets.utils.info_utils.NonMatchingSplitsSizesError as err:
         raise DataError(f"{origin.name}: the files under {origin.path} do not hold the rows its dataset "
                         f"card lists (an incomplete download?): {err}") from None

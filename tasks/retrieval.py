@@ -1,9 +1,12 @@
-"""Retrieval tasks: POJ-104 clone retrieval (MAP@R) and AdvTest code search (MRR).
+"""Retrieval tasks: POJ-104 clone retrieval (MAP@R), AdvTest code search (MRR) and CodeSearchNet
+code search (MRR within pools of 1,000, metrics/codesearchnet.py).
 
 Every family embeds a text by mean-pooling its last hidden states (encoder-decoders: the encoder).
 Training is contrastive with in-batch negatives (InfoNCE, both directions). Prediction embeds the
 whole test split once and ranks each query against the whole pool, chunked over queries
-(metrics.retrieval.rank_by_similarity), never against a per-batch pool.
+(metrics.retrieval.rank_by_similarity), never against a per-batch pool, unless the task sets
+`pool_size`: then the test split is cut into pools as the CodeSearchNet challenge cuts it, and each
+item is ranked within its own pool only.
 """
 from __future__ import annotations
 
@@ -26,6 +29,28 @@ class RetrievalTask(Task):
     temperature: float = 0.05
     top_k: int | None = 100              # ranked answers written per query (AdvTest: 100)
     answer_field: str = "url"            # the row field that fills it
+    pool_size: int | None = None         # None: rank against the whole test split; N: pools of N pairs
+    pool_seed: int | None = None         # pools: shuffle the test rows with numpy's seed first (None: in order)
+    pool_anchor: str = "query"           # pools: whose partner is ranked, a query's code or a code's query
+
+    def __post_init__(self) -> None:
+        from metrics.codesearchnet import ANCHORS
+
+        if self.pool_size is None:
+            return
+        where = f"task {self.name}"
+        if self.query_template is None:
+            raise ValueError(f"{where}: pool_size needs query_template (pools rank (query, code) pairs)")
+        if isinstance(self.pool_size, bool) or not isinstance(self.pool_size, int) or self.pool_size < 1:
+            raise ValueError(f"{where}: pool_size is {self.pool_size!r}; expected a positive integer or null")
+        if self.pool_anchor not in ANCHORS:
+            raise ValueError(f"{where}: pool_anchor is {self.pool_anchor!r}; expected one of {list(ANCHORS)}")
+
+    def pools(self, n: int) -> list:
+        """Row positions of each pool of a test split of n rows (metrics.codesearchnet.pools)."""
+        from metrics.codesearchnet import pools
+
+        return pools(n, self.pool_size, self.pool_seed)
 
     def head(self, family: str) -> str:
         return "embedding"
@@ -87,7 +112,8 @@ class RetrievalTask(Task):
         return (ce(logits, target) + ce(logits.T, target)) / 2
 
     def predict(self, model, tokenizer, features: list[dict], collate, trainer, device) -> list[list[int]]:
-        """Ranked pool positions per query: POJ-104 lists exactly R others; AdvTest the top_k."""
+        """Ranked pool positions per query: POJ-104 lists exactly R others; AdvTest the top_k;
+        pools (CodeSearchNet): one rank per pooled item, the rank of its partner in its pool."""
         from collections import Counter
 
         from harness.predict import Sequences, embed
@@ -97,6 +123,9 @@ class RetrievalTask(Task):
         codes = embed(model, Sequences(features), pad, size, device).numpy()
         if self.query_template is not None:
             queries = embed(model, Sequences(features, "pair_input_ids"), pad, size, device).numpy()
+            if self.pool_size is not None:  # the rank of each pooled item's partner, pool after pool
+                from metrics.codesearchnet import pool_ranks
+                return pool_ranks(queries, codes, self.pools(len(codes)), self.pool_anchor).tolist()
             return rank_by_similarity(queries, codes, top_k=self.top_k).tolist()
         groups = column(features, "group")
         sizes = Counter(groups)
@@ -104,12 +133,20 @@ class RetrievalTask(Task):
         return [[j for j in ranked[i] if j != i][: sizes[g] - 1] for i, g in enumerate(groups)]
 
     def references(self, rows) -> list:
-        """POJ-104: each item's group label; AdvTest: each query's own position in the pool."""
+        """POJ-104: each item's group label; AdvTest: each query's own position in the pool; pools:
+        the size of each pooled item's pool, pool after pool (rows in no pool are not scored)."""
+        if self.pool_size is not None:
+            return [len(pool) for pool in self.pools(len(rows)) for _ in pool]
         return self._groups(rows) if self.query_template is None else list(range(len(rows)))
 
     def write_predictions(self, rows, predictions: list[list[int]], out_dir: Path) -> dict[str, Path]:
         """Official files: POJ-104 keyed by index (gold: each item's problem label), AdvTest keyed
-        by url (gold: each query's idx; answers: the idx of the ranked codes)."""
+        by url (gold: each query's idx; answers: the idx of the ranked codes); pools: keyed by row
+        (gold: url, pool, place and pool size; predictions: the rank, metrics/codesearchnet.py)."""
         answer = [str(k) for k in column(rows, self.answer_field)]
+        if self.pool_size is not None:  # (row, url, pool, place in the pool) of each pooled item
+            keys = [(int(i), answer[i], k, j)
+                    for k, pool in enumerate(self.pools(len(rows))) for j, i in enumerate(pool)]
+            return write_official(self.metric, keys, self.references(rows), predictions, out_dir)
         keys = answer if self.query_template is None else list(zip(answer, column(rows, self.id_field)))
         return write_official(self.metric, keys, self.references(rows), predictions, out_dir)

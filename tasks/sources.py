@@ -234,7 +234,12 @@ def card_configs(readme: str) -> list[dict]:
 
 
 def config_patterns(readme: str, config: str, repo: str) -> list[str]:
-    for entry in card_configs(readme):
+    entries = card_configs(readme)
+    if any(not isinstance(e, dict) for e in entries):  # a card of the loading-script era: names only
+        raise DataError(f"{repo}: its dataset card lists configs without data files (a loading-script dataset, "
+                        "which datasets >= 4 cannot run); download its files and convert them (for "
+                        "code_search_net: python -m tasks.codesearchnet_mirror DIR), then set hub_mirror=DIR")
+    for entry in entries:
         if entry.get("config_name") == config:
             files = entry.get("data_files") or []
             files = [files] if isinstance(files, str) else files

@@ -31,8 +31,20 @@ def test_task_composes_and_loads_validated_splits(task):
     cfg = compose([f"task={task}"])
     t = instantiate(cfg.task, _convert_="all")
     assert t.primary_metric in __import__("metrics").METRIC_KEYS[t.metric]
+    if t.source.get("benchmark") and not t.data_dir:  # a test split only the user's copy of the benchmark holds
+        with pytest.raises(ValueError, match=r"not shipped.*task\.data_dir=DIR"):
+            t.load_splits()
+        return
     if t.source.get("hub") and not t.source.get("shipped"):  # a variant with no real rows offline
         with pytest.raises(ValueError, match=r"no real rows are shipped.*task\.data_dir=DIR"):
+            t.load_splits()
+        return
+    if (getattr(t, "stream", None) or {}).get("hub"):  # a streamed hub corpus: offline it needs a mirror
+        with pytest.raises(ValueError, match=r"streaming needs the hub.*hub_mirror=DIR"):
+            t.load_splits()
+        return
+    if t.source.get("data_dir") == "required":  # nothing ships (CodeNet): the error says what to pass
+        with pytest.raises(ValueError, match=r"task\.data_dir is not set; expected"):
             t.load_splits()
         return
     splits = t.load_splits()
