@@ -20,6 +20,7 @@ from harness.report import cell_summary
 from harness.results import FAILED
 from harness.run import run
 from harness.sweep import parent_run_id
+from harness.validate import ConfigError, check, refused
 
 register_resolvers()
 # Keep the console to what a person needs: load reports, progress bars and library deprecation
@@ -35,6 +36,16 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
+    try:
+        check(cfg)  # before any model or data loads
+    except ConfigError as err:
+        print(err, file=sys.stderr, flush=True)
+        if not multirun:
+            sys.exit(2)
+        result = refused(cfg, str(err))  # in a grid the other cells still run; the sweep counts this one
+        result.write(out_dir)
+        print(cell_summary(vars(result), None, str(out_dir)), flush=True)
+        return
     tracking_uri = cfg.tracker.get("uri")  # read before MLflow exports its resolved URI to the env
     result = run(cfg, out_dir, parent_run_id(hc.sweep.dir) if multirun else None)
     print(cell_summary(vars(result), tracking_uri, str(out_dir)), flush=True)

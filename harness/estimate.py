@@ -43,6 +43,8 @@ def meta_model(cfg: DictConfig, head: str, head_kwargs: dict, vocab_size: int):
         config = transformers.AutoConfig.from_pretrained(with_hub_mirror(cfg)[0].model.path)
     for key, value in head_kwargs.items():
         setattr(config, key, value)
+    if getattr(config, "pad_token_id", None) is None:  # load_model sets the tokenizer's; memory does not depend on it
+        config.pad_token_id = 0
     spec = HEADS[head]
     method = cfg.method.copy()
     method.prepare = None  # quantization preparation needs real quantized weights; counted below

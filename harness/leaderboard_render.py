@@ -10,7 +10,9 @@ import csv
 import html
 import io
 import json
+import re
 from typing import TYPE_CHECKING, Callable
+from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from harness.leaderboard import Board
@@ -72,26 +74,55 @@ def _reference_cells(ref: dict) -> list[str]:
     return [ref["kind"], ref["name"], f"{ref['value']:.4f}", "", "reference", ref.get("source", ""), "", "", ""]
 
 
+def md_escape(text: str) -> str:
+    """Text in a Markdown table cell: an HTML tag shows as written, a pipe does not end the cell."""
+    return html.escape(str(text), quote=False).replace("|", r"\|")
+
+
+def is_web_link(link: str) -> bool:
+    """Only http(s) links become anchors (never javascript: or data: URLs)."""
+    return urlparse(link).scheme in ("http", "https")
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "≈": r"$\approx$"}
+
+
+def latex_escape(text: str) -> str:
+    return re.sub("|".join(map(re.escape, LATEX_SPECIAL)), lambda m: LATEX_SPECIAL[m.group()], str(text))
+
+
+def _latex_cells(e: dict) -> list[str]:
+    cells = [latex_escape(c) for c in _cells(e, lambda s: s)]
+    if e["best"]:
+        cells[2] = rf"\textbf{{{cells[2]}}}"
+    return cells
+
+
 def markdown(board: Board) -> str:
     out = []
     for task in board.tasks:
-        out += [f"## {task} ({board.metric_names[task]})", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        out += [f"## {md_escape(task)} ({md_escape(board.metric_names[task])})", "",
+                "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         for e in (e for e in entries(board) if e["task"] == task):
-            link = f"[run]({e['link']})" if e["link"].startswith("http") else e["link"]
-            out.append("| " + " | ".join([*_cells(e, lambda s: f"**{s}**"), link]) + " |")
-        out += ["| " + " | ".join([*_reference_cells(r), ""]) + " |" for r in board.references.get(task, [])]
+            link = f"[run](<{md_escape(e['link'])}>)" if is_web_link(e["link"]) else md_escape(e["link"])
+            cells = [md_escape(c) for c in _cells(e, lambda s: s)]
+            if e["best"]:
+                cells[2] = f"**{cells[2]}**"
+            out.append("| " + " | ".join([*cells, link]) + " |")
+        out += ["| " + " | ".join([*map(md_escape, _reference_cells(r)), ""]) + " |"
+                for r in board.references.get(task, [])]
         out.append("")
     return "\n".join(out) + f"\n{LEGEND}\n"
 
 
 def latex(board: Board) -> str:
-    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("≈", r"$\approx$")  # noqa: E731
+    esc = latex_escape
     out = []
     for task in board.tasks:
         out += [rf"% {esc(task)} ({esc(board.metric_names[task])})", r"\begin{tabular}{llrrllrrr}", r"\toprule",
                 " & ".join(esc(h) for h in HEADER[:-1]) + r" \\", r"\midrule"]
-        out += [" & ".join(esc(c) for c in _cells(e, lambda s: rf"\textbf{{{s}}}")) + r" \\"
-                for e in entries(board) if e["task"] == task]
+        out += [" & ".join(_latex_cells(e)) + r" \\" for e in entries(board) if e["task"] == task]
         out += [" & ".join(esc(c) for c in _reference_cells(r)) + r" \\" for r in board.references.get(task, [])]
         out += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(out) + f"% {LEGEND}\n"
@@ -133,6 +164,11 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+def _plain(text: str) -> str:
+    """Text matplotlib draws as written: a $ would start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def _plots(board: Board) -> str:
     """Per task: score against the entries' own trainable parameters and peak memory on that task,
     the Pareto front, and the reference rows as horizontal lines."""
@@ -148,7 +184,7 @@ def _plots(board: Board) -> str:
         mine = [e for e in entries(board) if e["task"] == task]
         for j, (key, label, unit, scale) in enumerate(axes_spec):
             ax = axes[i][j]
-            pts = [(max(e["cost"][key], 1) / unit, e["mean"], f"{e['model']}/{e['method']}") for e in mine]
+            pts = [(max(e["cost"][key], 1) / unit, e["mean"], _plain(f"{e['model']}/{e['method']}")) for e in mine]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts])
             for x, y, name in pts:
                 ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
@@ -156,10 +192,10 @@ def _plots(board: Board) -> str:
             ax.plot([p[0] for p in front], [p[1] for p in front], "r--", drawstyle="steps-post", label="Pareto front")
             for ref in board.references.get(task, []):
                 ax.axhline(ref["value"], color="grey", linestyle=":", linewidth=1)
-                ax.annotate(f"{ref['kind']}: {ref['name']}", (0, ref["value"]), xycoords=("axes fraction", "data"),
-                            fontsize=7, color="grey")
+                ax.annotate(_plain(f"{ref['kind']}: {ref['name']}"), (0, ref["value"]),
+                            xycoords=("axes fraction", "data"), fontsize=7, color="grey")
             ax.set_xscale(scale)
-            ax.set(xlabel=f"{label} (on {task})", ylabel=f"{task} {board.metric_names[task]}")
+            ax.set(xlabel=_plain(f"{label} (on {task})"), ylabel=_plain(f"{task} {board.metric_names[task]}"))
             ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.StringIO()
@@ -174,7 +210,7 @@ def as_html(board: Board) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
         body = []
         for e in (e for e in entries(board) if e["task"] == task):
-            link = f'<a href="{html.escape(e["link"])}">run</a>' if e["link"].startswith("http") else html.escape(e["link"])
+            link = f'<a href="{html.escape(e["link"])}">run</a>' if is_web_link(e["link"]) else html.escape(e["link"])
             cells = [html.escape(c) for c in _cells(e, lambda s: s)]
             if e["best"]:
                 cells[2] = f"<strong>{cells[2]}</strong>"

@@ -82,8 +82,9 @@ def materialize(model_cfg: DictConfig, tokenizer) -> str:
         config = instantiate(model_cfg.build.config, vocab_size=vocab,
                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id)
-        torch.manual_seed(model_cfg.build.init_seed)
-        model = instantiate({"_target_": model_cfg.build.auto_class + ".from_config"}, config)
+        with torch.random.fork_rng(devices=[]):  # a cold cache must not move the cell's seeded generator
+            torch.manual_seed(model_cfg.build.init_seed)
+            model = instantiate({"_target_": model_cfg.build.auto_class + ".from_config"}, config)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -112,6 +113,17 @@ def attention_implementation(model_cfg: DictConfig, device: Device) -> str:
     return "flash_attention_2" if device.type == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
+def safe_loading(model_cfg: DictConfig) -> dict[str, bool]:
+    """from_pretrained arguments: weights from safetensors only (a pickled checkpoint runs code as it
+    loads), and a repository's own model code only where the model YAML says `trust_remote_code: true`
+    (such runs are tagged harness.trust_remote_code=true)."""
+    trust = bool(model_cfg.get("trust_remote_code", False))
+    if trust:
+        print(f"[harness] warning: model {model_cfg.name} runs code from {model_cfg.path} (trust_remote_code: true)",
+              flush=True)
+    return {"use_safetensors": True, "trust_remote_code": trust}
+
+
 def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device: Device,
                head_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False):
     """Returns (model with the method attached, tokenizer). Trainable parameters are fp32 whatever
@@ -120,7 +132,8 @@ def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device:
     path = model_cfg.path or materialize(model_cfg, tokenizer)
     spec = HEADS[head]
     kwargs: dict[str, Any] = {"dtype": base_dtype(method_cfg, device), "device_map": {"": device.type},
-                              "attn_implementation": attention_implementation(model_cfg, device)}
+                              "attn_implementation": attention_implementation(model_cfg, device),
+                              **safe_loading(model_cfg)}
     kwargs.update(head_kwargs or {}, pad_token_id=tokenizer.pad_token_id)
     if method_cfg.get("quantization") is not None:
         kwargs["quantization_config"] = instantiate(
@@ -165,8 +178,8 @@ def load_trained(model_cfg: DictConfig, method_cfg: DictConfig, head: str, devic
     elif method_cfg.get("peft") is not None:
         _load_peft_weights(model, adapter_dir)
     else:  # full fine-tuning saved the whole model
-        model = HEADS[head].auto_class.from_pretrained(adapter_dir, dtype=torch.float32,
-                                                       device_map={"": device.type}, **(head_kwargs or {}))
+        model = HEADS[head].auto_class.from_pretrained(adapter_dir, dtype=torch.float32, device_map={"": device.type},
+                                                       **safe_loading(model_cfg), **(head_kwargs or {}))
     return model.eval(), tokenizer
 
 

@@ -36,3 +36,9 @@ def tags(config_hash: str, data_digest: str | None = None) -> dict[str, str]:
     if data_digest:
         found["data_digest"] = data_digest
     return found
+
+
+def trust_tags(model_cfg) -> dict[str, str]:
+    """`harness.trust_remote_code`: whether the model's repository code ran (off unless the model
+    YAML sets trust_remote_code: true)."""
+    return {"harness.trust_remote_code": str(bool(model_cfg.get("trust_remote_code", False))).lower()}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-UI_HINT = "mlflow ui --backend-store-uri {uri}"
+UI_HINT = "mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"  # loopback: the UI is for this machine
 
 
 def _fmt_bytes(n: float | None) -> str:

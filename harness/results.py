@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from harness.files import atomic
+from harness.redact import redact
 
 FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
 
@@ -33,12 +35,13 @@ class Result:
     naive_metrics: dict[str, float] = field(default_factory=dict)  # its scores on the same test split
     prediction_distribution: dict[str, int] | None = None          # predicted classes (classification)
     device: str | None = None
+    tracking: dict | None = None  # does the tracker hold this cell? {held, reason, ...} (harness.outbox)
 
     def write(self, out_dir: Path) -> Path:
         """Atomic write: a reader never sees a half-written result.json."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        path, tmp = out_dir / "result.json", out_dir / "result.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        path = out_dir / "result.json"
+        with atomic(path) as tmp:  # a full disk mid-write leaves the previous file (or none), never half of one
+            tmp.write_text(json.dumps(redact(asdict(self)), indent=2, default=str) + "\n")  # no secret recorded
         return path
 

@@ -6,7 +6,6 @@ branching on task, model or method names here.
 from __future__ import annotations
 
 import json
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,15 +13,16 @@ import transformers
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from harness import cost, provenance
+from harness import cost, faults, outbox, provenance
 from harness.compat import method_unsupported
 from harness.config import config_hash, flatten, to_container
+from harness.redact import redact
 from harness.env import Device, pick_device
 from harness.features import build_features
 from harness.models import load_model, load_tokenizer, with_hub_mirror
 from harness.predict import metered
 from harness.results import FAILED, FINISHED, SKIPPED, Result
-from harness.tracking import Tracker
+from harness.tracking import Previous, Tracker
 from harness.train import discard_checkpoint, train
 
 
@@ -30,7 +30,7 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
     """Run one cell. A failing cell never raises: it is recorded as FAILED with its traceback."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracker: Tracker = instantiate(cfg.tracker)
+    tracker: Tracker = outbox.journaled(instantiate(cfg.tracker), out_dir)  # an unreachable server never stops a cell
     result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
                     seed=cfg.seed, config_hash=config_hash(cfg))
     try:
@@ -39,26 +39,47 @@ def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Res
         print(f"[harness] data: {plan.why}", flush=True)
         local, weights = with_hub_mirror(cfg)         # the model's own copy, when a mirror holds it
         result.config_hash = config_hash(cfg, json.dumps([plan.identity, weights], default=str))
-        previous = tracker.previous(result.config_hash)
-        if previous.finished and not cfg.rerun:  # decided before any model or data is loaded
-            result.status, result.mlflow_run_id = SKIPPED, previous.finished
-            result.reason = f"already FINISHED as MLflow run {previous.finished}; rerun=true runs it again"
+        previous = _claim(cfg, tracker, result)  # decided before any model or data is loaded
+        if previous is None:
             return result
-        tags = {**provenance.tags(result.config_hash), "cell": cell_name(cfg), "seed": str(cfg.seed)}
+        tags = {**provenance.tags(result.config_hash), **provenance.trust_tags(cfg.model),
+                "cell": cell_name(cfg), "seed": str(cfg.seed)}
         tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
         _record_config(cfg, out_dir, tracker)
         _execute(local, task, plan, out_dir, tracker, result)
     except Exception as err:  # noqa: BLE001 -- any cell failure is recorded, never propagated
-        result.status, result.reason = FAILED, f"{type(err).__name__}: {err}"
-        (out_dir / "traceback.txt").write_text(traceback.format_exc())
-        _safe(tracker.log_artifact, out_dir / "traceback.txt")
+        faults.fail(err, cfg, result, out_dir, tracker)  # diverged, out of memory, disk full: reasons to act on
     finally:
-        path = result.write(out_dir)
-        if tracker.run_id:  # a skipped cell (or a tracker that failed to start) has no run to close
-            _safe(tracker.log_artifact, path)
-            _safe(tracker.end, result.status)
+        result.tracking = outbox.state(tracker)
+        faults.close(result, out_dir, tracker)  # result.json whole or absent; FINISHED only once all is written
+        outbox.settle(tracker, result, out_dir)  # the journal ends the cell; result.json says if MLflow holds it
+        _safe(tracker.release)  # the cell's lock, also when it was skipped once held
     return result
+
+
+def _claim(cfg: DictConfig, tracker: Tracker, result: Result) -> Previous | None:
+    """This cell's earlier runs once this process holds its lock (harness.liveness); None, with the
+    result SKIPPED and its reason, when it is FINISHED already or running in another live process."""
+    previous = tracker.previous(result.config_hash)
+    if _skipped(cfg, previous, result):
+        return None
+    if busy := tracker.claim(result.config_hash):  # one process per cell, on any machine
+        result.status, result.reason = SKIPPED, busy
+        return None
+    previous = tracker.previous(result.config_hash)  # re-read under the lock: it may have just finished
+    return None if _skipped(cfg, previous, result) else previous
+
+
+def _skipped(cfg: DictConfig, previous: Previous, result: Result) -> bool:
+    if previous.finished and not cfg.rerun:
+        result.status, result.mlflow_run_id = SKIPPED, previous.finished
+        result.reason = f"already FINISHED as MLflow run {previous.finished}; rerun=true runs it again"
+    elif previous.elsewhere:
+        result.status, result.reason = SKIPPED, previous.elsewhere
+    else:
+        return False
+    return True
 
 
 def cell_name(cfg: DictConfig) -> str:
@@ -91,6 +112,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
         cell = _prepare(cfg, task, plan, device, tracker, result)
         if cell is None:
             return
+        result.cost["estimated_peak_memory_bytes"] = cell.estimated_peak  # an out-of-memory reason quotes it
 
         def evaluate() -> tuple[list, dict]:
             with metered() as meter:
@@ -233,7 +255,7 @@ def _cost(model, stats, meter: dict, peak_bytes: int, adapter_dir: Path) -> dict
 
 
 def _record_config(cfg: DictConfig, out_dir: Path, tracker: Tracker) -> None:
-    resolved = to_container(cfg)
+    resolved = redact(to_container(cfg))  # a secret a config value resolves to is never recorded
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     (out_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
     tracker.log_params(flatten(resolved))

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from harness import provenance
+from harness import outbox, provenance
 from harness.leaderboard import from_runs_dir
 from harness.report import comparison
 
@@ -33,7 +33,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.tracker = instantiate(config.tracker)
+        self.tracker = outbox.journaled(instantiate(config.tracker), sweep_dir, scope="sweep")  # harness.sync
         overrides = " ".join(config.hydra.overrides.task)
         self.tracker.start(f"sweep {sweep_dir.name}", {**provenance.tags("sweep"), "sweep_dir": str(sweep_dir),
                                                        "sweep_overrides": overrides})

@@ -3,15 +3,15 @@
 Batches come from a DataLoader over the cached features (worker processes and pinned memory on a
 GPU, so collation stays off the critical path), in the order harness.batching draws: grouped by
 length by default, seeded by seed + epoch. fp16 runs with a gradient scaler. Every
-`checkpoint_every` steps the trainable weights, optimizer, scheduler, scaler and progress are saved;
-a cell whose process was killed resumes from there on the same batches (those already seen are
-skipped). A line every `log_every` steps says where training is.
+`checkpoint_every` steps the trainable weights, optimizer, scheduler, scaler, progress and every
+random generator's state are saved (harness.checkpoint); a cell whose process was killed resumes from
+there at the exact batch, with the same dropout draws, and ends with the numbers of an uninterrupted
+run. A line every `log_every` steps says where training is.
 """
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,10 +21,10 @@ import torch
 from omegaconf import DictConfig
 from transformers import get_scheduler
 
+from harness import checkpoint
 from harness.batching import batch_tokens, epoch_batches, feature_lengths
+from harness.checkpoint import discard as discard_checkpoint  # noqa: F401 -- harness.run's name for it
 from harness.env import Device
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,34 +55,19 @@ def model_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return model(**batch).loss
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+def save_checkpoint(directory: Path, run: "_Run") -> None:
+    checkpoint.save(directory, run.model, run.optimizer, run.scheduler, run.scaler,
+                    {"stats": asdict(run.stats), "window": list(run.window)})
 
 
-def save_checkpoint(directory: Path, model, optimizer, scheduler, scaler, stats: TrainStats) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{CHECKPOINT}.tmp{os.getpid()}"
-    torch.save({"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "stats": asdict(stats)}, tmp)
-    os.replace(tmp, directory / CHECKPOINT)  # atomic: a kill mid-write leaves the previous one
-
-
-def load_checkpoint(directory: Path | None, model, optimizer, scheduler, scaler) -> TrainStats | None:
-    path = directory / CHECKPOINT if directory else None
-    if path is None or not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    missing = set(state["model"]) - {n for n, _ in model.named_parameters()}
-    if missing:
-        raise RuntimeError(f"checkpoint {path} does not fit this model (e.g. {sorted(missing)[0]}); "
-                           "delete it or set rerun=true")
-    model.load_state_dict(state["model"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state.get("scaler") or {})
-    stats = TrainStats(**state["stats"])
+def load_checkpoint(directory: Path | None, model, optimizer, scheduler, scaler) -> tuple[TrainStats, list[float]]:
+    """The progress saved in `directory` (and the modules and generators restored), or a fresh start."""
+    progress = checkpoint.load(directory, model, optimizer, scheduler, scaler)
+    if progress is None:
+        return TrainStats(), []
+    stats = TrainStats(**progress["stats"])
     stats.resumed_from_step = stats.steps
-    return stats
+    return stats, list(progress["window"])
 
 
 def data_workers(cfg: DictConfig, device: Device) -> int:
@@ -94,10 +79,13 @@ def data_workers(cfg: DictConfig, device: Device) -> int:
     return min(4, max(0, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
 
 
-def _loader(features, batches: list[list[int]], collate: Callable, cfg: DictConfig, device: Device):
+def _loader(features, batches: list[list[int]], collate: Callable, cfg: DictConfig, device: Device, seed: int):
+    """Its own seeded generator: a loader draws its workers' base seed from it, not from torch's
+    global generator, whose draws (dropout) must continue across a resume as they would have."""
     workers = data_workers(cfg, device) if batches else 0
     return torch.utils.data.DataLoader(features, batch_sampler=batches, collate_fn=collate, num_workers=workers,
-                                       pin_memory=device.type == "cuda", persistent_workers=False)
+                                       pin_memory=device.type == "cuda", persistent_workers=False,
+                                       generator=torch.Generator().manual_seed(seed))
 
 
 def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
@@ -117,9 +105,10 @@ def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total),
                               num_training_steps=total)
     scaler = torch.amp.GradScaler(device.type, enabled=device.dtype == torch.float16)
-    stats = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, scaler) or TrainStats()
+    stats, window = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, scaler)
     run = _Run(model, optimizer, scheduler, scaler, cfg, device, stats, total, log, loss_fn, step_hooks,
                checkpoint_dir)
+    run.window = window  # the losses of a logging window a checkpoint cut
     epoch, skip = divmod(stats.steps, per_epoch)
     config = getattr(model, "config", None)
     use_cache = getattr(config, "use_cache", None)
@@ -130,7 +119,8 @@ def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
         batches = epoch_batches(lengths, cfg.batch_size, seed, epoch, cfg.get("group_by_length", True),
                                 cfg.get("length_group_batches", 100))
         todo = batches[skip * cfg.grad_accum:]
-        for n, (idx, batch) in enumerate(zip(todo, _loader(features, todo, collate, cfg, device))):
+        loader = _loader(features, todo, collate, cfg, device, seed * 1_000_003 + epoch)
+        for n, (idx, batch) in enumerate(zip(todo, loader)):
             step_now = (n + 1) % cfg.grad_accum == 0 or n + 1 == len(todo)
             if run.micro_step(batch, len(idx), *batch_tokens(idx, lengths, pairs), step_now) and stats.steps >= total:
                 break
@@ -162,7 +152,7 @@ class _Run:
         with torch.autocast(self.device.type, dtype=self.device.dtype, enabled=self.device.autocast):
             loss = self.loss_fn(self.model, batch)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {self.stats.steps}; "
+            raise TrainingDiverged(f"training diverged at step {self.stats.steps + 1}: the loss is {loss.item()}; "
                                    "lower the learning rate (method.optimizer.lr) or check the data")
         self.scaler.scale(loss / self.cfg.grad_accum).backward()
         self.window.append(loss.item())
@@ -193,7 +183,7 @@ class _Run:
             self._progress(stats.losses[-1], lr)
             self.window = []
         if self.checkpoint_dir and cfg.checkpoint_every and stats.steps % cfg.checkpoint_every == 0:
-            save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, self.scaler, stats)
+            save_checkpoint(self.checkpoint_dir, self)
 
     def _progress(self, loss: float, lr: float) -> None:
         """One line on the console, whatever the tracker: where training is and how long is left."""
@@ -203,8 +193,3 @@ class _Run:
         left = spent / max(stats.steps - steps0, 1) * (self.total - stats.steps)
         print(f"[harness] step {stats.steps}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} tokens/s  "
               f"{stats.seconds:.0f} s, ~{left:.0f} s left", flush=True)
-
-
-def discard_checkpoint(checkpoint_dir: Path | None) -> None:
-    if checkpoint_dir:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
