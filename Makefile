@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1
 
-.PHONY: install run test test-fast browser clean
+.PHONY: install run test test-fast browser postgres clean
 
 install: $(STAMP)
 
@@ -29,7 +29,17 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the e2e test will be skipped"
 
-test: $(STAMP) browser
+# Debian's PostgreSQL for the tracking-server test (tests/cluster/test_tracking_server.py starts its own
+# throwaway server; skipped, not failed, where it cannot be had). Debian keeps initdb and pg_ctl in
+# /usr/lib/postgresql/<version>/bin, off PATH.
+postgres:
+	@{ command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 ; } || \
+	  ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
+	  echo "PostgreSQL not installed: the tracking server test will be skipped"
+
+test: $(STAMP) browser postgres
 	$(OFFLINE) $(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -4,13 +4,16 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
-NOT_HASHED = ("tracker", "rerun", "device", "hydra", "checkpoint_dir", "hub_mirror", "estimate")
+NOT_HASHED = ("tracker", "rerun", "device", "distributed", "hydra", "checkpoint_dir", "hub_mirror", "estimate")
 # Nested keys that only describe a cell (published results shown beside it): left out as well.
 NOT_HASHED_NESTED = (("task", "baselines"),)
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -21,9 +24,22 @@ def packaged_model_path(module: str) -> str:
     return str(importlib.import_module(module).get_model_path())
 
 
+def launch_time(fmt: str) -> str:
+    """Now; under a launcher's processes (torchrun, accelerate launch: WORLD_SIZE > 1) the time the
+    launcher started them, so that every process of one cell resolves the same output directory."""
+    started = time.time()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import psutil
+
+        started = psutil.Process(os.getppid()).create_time()
+    return datetime.fromtimestamp(started).strftime(fmt)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("packaged_model"):
         OmegaConf.register_new_resolver("packaged_model", packaged_model_path)
+    if not OmegaConf.has_resolver("launch_time"):
+        OmegaConf.register_new_resolver("launch_time", launch_time, use_cache=True)  # one value per run, as ${now:}
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -7,6 +7,11 @@ No weights are loaded and nothing is downloaded beyond a hub model's config.json
 on the meta device (harness.memory). `device=cuda precision=bf16` plans a GPU run on a CPU machine.
 The batch is `trainer.batch_size` sequences of `estimate.seq_len` tokens (default: the longest the
 task allows). The last line printed is one JSON object with `peak_bytes` and its parts.
+
+With `distributed=ddp|fsdp|deepspeed_zero2|deepspeed_zero3 estimate.processes=N` it is the peak of
+one of N processes: each takes its share of the global batch, and the parts the preset's `shards`
+lists (weights, gradients, optimizer state) are split N ways; sharded weights add the blocks that
+are gathered whole at a time (two: the one computing and the one prefetched).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from omegaconf import DictConfig
 
 from harness import cost
 from harness.env import Device
-from harness.memory import Estimate, activation_bytes, logits_bytes, trace
+from harness.memory import Estimate, activation_bytes, logits_bytes, repeated_blocks, trace
 from harness.models import HEADS, attach_method, base_dtype, with_hub_mirror
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -122,7 +127,8 @@ def estimate(cfg: DictConfig) -> Estimate:
     shape = task.train_shape(family, max_length)
     if cfg.get("estimate", {}).get("seq_len"):
         shape = {k: int(cfg.estimate.seq_len) for k in shape}
-    batch = int(cfg.trainer.batch_size)
+    processes = int(cfg.get("estimate", {}).get("processes") or 1)
+    batch = -(-int(cfg.trainer.batch_size) // processes)  # this process's share of the global batch
     model.to(device.dtype)  # autocast computes in this dtype: what the trace saves
     model.train()  # traced without checkpointing: its effect is computed from the layers' parts
     saved = trace(model, example_batch(head, shape, batch), _forward(head))
@@ -133,9 +139,21 @@ def estimate(cfg: DictConfig) -> Estimate:
     logit_bytes = 0 if head == "embedding" else logits_bytes(
         classes, batch if head == "sequence_classification" else tokens,
         torch.tensor([], dtype=device.dtype).element_size(), head == "causal_lm")
-    return Estimate(weights=weights, trainable_parameters=4 * trainable, gradients=4 * trainable,
-                    optimizer_state=8 * trainable, activations=activations, logits=logit_bytes,
-                    backward_transient=largest)
+    parts = Estimate(weights=weights, trainable_parameters=4 * trainable, gradients=4 * trainable,
+                     optimizer_state=8 * trainable, activations=activations, logits=logit_bytes,
+                     backward_transient=largest)
+    whole_block = (parts.weights + parts.trainable_parameters) / max(len(repeated_blocks(model)), 1)
+    return sharded(parts, cfg, processes, whole_block)
+
+
+def sharded(parts: Estimate, cfg: DictConfig, processes: int, block_weights: float) -> Estimate:
+    """One process's share of the parts its distributed preset shards (`distributed.shards`)."""
+    shards = set(cfg.get("distributed", {}).get("shards") or ()) if processes > 1 else set()
+    for part in shards:
+        setattr(parts, part, -(-getattr(parts, part) // processes))
+    if "weights" in shards:
+        parts.gathered_weights = int(2 * block_weights)
+    return parts
 
 
 def _vocab_size(cfg: DictConfig) -> int:

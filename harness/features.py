@@ -1,7 +1,9 @@
 """Token features of a split: a batched `Dataset.map`, cached on disk and keyed by everything they
 depend on (the data's identity and row selection, the tokenizer, the task's encoding settings and
 code, the model's family and length), so a second cell on the same data and model reads them
-memory-mapped in seconds instead of tokenising again.
+memory-mapped in seconds instead of tokenising again. Several processes that want the same features
+at once (the ranks of a torchrun cell, cells on other nodes sharing the cache) tokenise them once:
+one builds under the key's lock, the others wait and read its finished folder (harness.files.build_once).
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import os
 import numpy as np
 
 from harness.env import cache_dir
+from harness.files import build_once
 
 MAP_BATCH = 1000  # rows per batch of the tokenising map (and per Arrow write)
+FEATURES = "features.arrow"  # the file inside a features folder
 
 
 def tokenizer_digest(tokenizer) -> str:
@@ -56,12 +60,24 @@ def build_features(task, rows, data_identity: str, tokenizer, family: str, max_l
     from datasets import Dataset
 
     key = features_key(task, rows, data_identity, tokenizer, family, max_length, for_training, documents)
-    path = cache_dir("features") / f"{task.name}-{key}.arrow"
-    if path.exists():
-        found = Dataset.from_file(str(path))
-        print(f"[harness] {label}: {len(found):,} features from the cache ({len(rows):,} rows)", flush=True)
-        return found
-    print(f"[harness] {label}: tokenising {len(rows):,} rows (cached for the next cell)", flush=True)
+    path = cache_dir("features") / f"{task.name}-{key}"  # a folder: Dataset.map's own temporaries stay inside
+    n_rows = len(rows)
+
+    def make(tmp) -> None:
+        print(f"[harness] {label}: tokenising {n_rows:,} rows (cached for the next cell)", flush=True)
+        tmp.mkdir()
+        _tokenise(task, rows, tokenizer, family, max_length, for_training, documents, key, tmp / FEATURES)
+
+    built = build_once(path, make)  # once, whatever other process (rank, node) wants the same features
+    found = Dataset.from_file(str(path / FEATURES))
+    if not built:
+        print(f"[harness] {label}: {len(found):,} features from the cache ({n_rows:,} rows)", flush=True)
+    return found
+
+
+def _tokenise(task, rows, tokenizer, family: str, max_length: int, for_training: bool, documents: bool,
+              key: str, target) -> None:
+    """The features of `rows` written to the Arrow file `target` by a batched map."""
     if documents:
         def encode(batch: list[dict]) -> list[dict]:
             return task.encode_documents(batch, tokenizer, family, max_length)
@@ -85,13 +101,10 @@ def build_features(task, rows, data_identity: str, tokenizer, family: str, max_l
                 out[k] = [np.asarray(ids, dtype=np.int32) for ids in out[k]]
         return out
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.arrow")
     with _parallel_tokenizer():
         rows.map(batch_fn, batched=True, batch_size=MAP_BATCH, remove_columns=rows.column_names,
-                 cache_file_name=str(tmp), new_fingerprint=key, writer_batch_size=MAP_BATCH, load_from_cache_file=False)
-    os.replace(tmp, path)  # atomic: a parallel cell making the same features never reads half a file
-    return Dataset.from_file(str(path))
+                 cache_file_name=str(target), new_fingerprint=key, writer_batch_size=MAP_BATCH,
+                 load_from_cache_file=False)
 
 
 def _libc_trim():

@@ -48,8 +48,15 @@ LOCK_SOURCE = "harness-lock:///cells/{}"  # a version's source must be an absolu
 LOCKED = ("database is locked", "database table is locked")
 
 
+def host() -> str:
+    """This machine's name as liveness compares it: $HARNESS_HOST where set, else platform.node().
+    Set it where one host name does not mean one pid namespace (containers on one node that share
+    its name but not its pids, where a live cell would be taken for dead)."""
+    return os.environ.get("HARNESS_HOST") or platform.node()
+
+
 def owner() -> dict[str, str]:
-    return {"harness.host": platform.node(), "harness.pid": str(os.getpid())}
+    return {"harness.host": host(), "harness.pid": str(os.getpid())}
 
 
 def heartbeat_age(tags: dict[str, str], now: float | None = None) -> float | None:
@@ -65,7 +72,7 @@ def alive(tags: dict[str, str], timeout: float, now: float | None = None) -> boo
     age = heartbeat_age(tags, now)
     fresh = age is not None and age < timeout
     pid = tags.get("harness.pid", "")
-    if tags.get("harness.host") == platform.node() and pid.isdigit():
+    if tags.get("harness.host") == host() and pid.isdigit():
         return _pid_exists(int(pid)) and int(pid) != os.getpid() and (age is None or fresh)
     return fresh  # another machine: only its heartbeat tells (none: a run from before heartbeats, dead)
 

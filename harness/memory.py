@@ -41,6 +41,7 @@ class Estimate:
     activations: int
     logits: int
     backward_transient: int
+    gathered_weights: int = 0   # FSDP / ZeRO-3: the blocks whose shards are gathered whole at a time
 
     @property
     def peak_bytes(self) -> int:

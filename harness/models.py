@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness.env import Device, cache_dir
+from harness.files import build_once
 
 
 @dataclass(frozen=True)
@@ -74,24 +73,22 @@ def materialize(model_cfg: DictConfig, tokenizer) -> str:
     """Build a model with random weights from its config once and save it, so every later load
     (quantized included) goes through from_pretrained like a real checkpoint. The vocabulary is the
     tokenizer's unless the config sets a (larger) vocab_size, to match a real model's size."""
-    build = OmegaConf.to_container(model_cfg.build, resolve=True)
-    key = hashlib.sha256(json.dumps([build, len(tokenizer)], sort_keys=True).encode()).hexdigest()[:12]
+    build_cfg = OmegaConf.to_container(model_cfg.build, resolve=True)
+    key = hashlib.sha256(json.dumps([build_cfg, len(tokenizer)], sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir("models") / f"{model_cfg.name}-{key}"
-    if not (path / "config.json").exists():
-        vocab = max(len(tokenizer), int(build["config"].get("vocab_size") or 0))
+
+    def build(tmp: Path) -> None:
+        vocab = max(len(tokenizer), int(build_cfg["config"].get("vocab_size") or 0))
         config = instantiate(model_cfg.build.config, vocab_size=vocab,
                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         with torch.random.fork_rng(devices=[]):  # a cold cache must not move the cell's seeded generator
             torch.manual_seed(model_cfg.build.init_seed)
             model = instantiate({"_target_": model_cfg.build.auto_class + ".from_config"}, config)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(path)  # atomic; a parallel cell may have won the race, which is fine
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    build_once(path, build)  # one process builds it (under its lock), the others load what it saved
     return str(path)
 
 

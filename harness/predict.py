@@ -4,6 +4,9 @@ Four primitives cover every task kind: class argmax, generation (KV cache, left 
 decoders), pooled embeddings, and teacher-forced next-token argmax over windows. Features are read
 batch by batch from their Arrow dataset (only the lengths of the whole split are held), so a
 415,416-pair test split is scored without its token ids ever being in Python lists at once.
+
+Under several processes (harness.distributed) each takes every n-th batch and the results are
+gathered by position before they are returned, so every process returns the whole split in order.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from harness import distributed
 from harness.env import Device
 
 _METER: contextvars.ContextVar[dict | None] = contextvars.ContextVar("predict_meter", default=None)
@@ -106,12 +110,15 @@ def pad(seqs: Sequence[Sequence[int]], value: int, side: str = "right") -> tuple
     return ids, mask
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, desc: str | None = "predict") -> Iterator[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, desc: str | None = "predict",
+                   model: torch.nn.Module | None = None) -> Iterator[list[int]]:
     """Indices in batches of similar length (longest first, so a memory error shows at once),
-    with a progress bar."""
+    with a progress bar: this process's batches (all of them on one process; `model` says whether
+    its weights are sharded, where every process must run as many batches)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches = (order[start:start + batch_size] for start in range(0, len(order), batch_size))
-    yield from progress(batches, -(-len(order) // max(batch_size, 1)), desc)
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    mine = distributed.my_batches(batches, model is not None and distributed.params_sharded(model))
+    yield from progress(mine, len(mine), desc if distributed.is_main() else None)
 
 
 def _autocast(device: Device):
@@ -124,13 +131,14 @@ def predict_classes(model: torch.nn.Module, features: list[dict], collate: Calla
     """Argmax class per example."""
     model.eval()
     out: dict[int, int] = {}
-    for idx in length_batches(Sequences(features).lengths(), batch_size):
+    for idx in length_batches(Sequences(features).lengths(), batch_size, model=model):
         batch = collate(rows_at(features, idx, drop=("labels",)))
         batch = {k: v.to(device.type) for k, v in batch.items()}
         with _autocast(device):
             logits = model(**batch).logits
         _count(int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel())
         out.update(zip(idx, logits.argmax(-1).tolist()))
+    out = distributed.gathered(out)
     return [out[i] for i in range(len(features))]
 
 
@@ -154,8 +162,10 @@ def generate(model: torch.nn.Module, prompts, pad_id: int, batch_size: int,
     model.eval()
     prompts = as_sequences(prompts)
     gen_kwargs = {**_cache_settings(model, decoder_only, cache), **gen_kwargs}
+    if distributed.world() > 1 and distributed.params_sharded(model):
+        gen_kwargs["synced_gpus"] = True  # every process runs forward until the longest batch is done
     out: dict[int, list[int]] = {}
-    for idx in length_batches(prompts.lengths(), batch_size, "generate"):
+    for idx in length_batches(prompts.lengths(), batch_size, "generate", model):
         ids, mask = pad(prompts.take(idx), pad_id, "left" if decoder_only else "right")
         with _autocast(device):
             seqs = model.generate(input_ids=ids.to(device.type), attention_mask=mask.to(device.type),
@@ -164,6 +174,7 @@ def generate(model: torch.nn.Module, prompts, pad_id: int, batch_size: int,
             seqs = seqs[:, ids.shape[1]:]
         _count(int(mask.sum()), int((seqs != pad_id).sum()))
         out.update(zip(idx, seqs.tolist()))
+    out = distributed.gathered(out)
     return [out[i] for i in range(len(prompts))]
 
 
@@ -186,7 +197,7 @@ def embed(model: torch.nn.Module, seqs, pad_id: int, batch_size: int,
     model.eval()
     seqs = as_sequences(seqs)
     out: dict[int, torch.Tensor] = {}
-    for idx in length_batches(seqs.lengths(), batch_size):
+    for idx in length_batches(seqs.lengths(), batch_size, model=model):
         ids, mask = pad(seqs.take(idx), pad_id)
         ids, mask = ids.to(device.type), mask.to(device.type)
         with _autocast(device):
@@ -194,6 +205,7 @@ def embed(model: torch.nn.Module, seqs, pad_id: int, batch_size: int,
         _count(int(mask.sum()))
         pooled = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
         out.update(zip(idx, pooled))
+    out = distributed.gathered(out)
     return torch.stack([out[i] for i in range(len(seqs))]) if out else torch.empty(0)
 
 
@@ -204,7 +216,7 @@ def next_token_argmax(model: torch.nn.Module, windows: list[list[int]], pad_id: 
     (so len(result) == len(w) - 1)."""
     model.eval()
     out: dict[int, list[int]] = {}
-    for idx in length_batches([len(w) for w in windows], batch_size, desc=None):
+    for idx in length_batches([len(w) for w in windows], batch_size, desc=None, model=model):
         ids, mask = pad([windows[i] for i in idx], pad_id)
         with _autocast(device):
             logits = model(input_ids=ids.to(device.type), attention_mask=mask.to(device.type)).logits
@@ -212,4 +224,5 @@ def next_token_argmax(model: torch.nn.Module, windows: list[list[int]], pad_id: 
         best = logits.argmax(-1).cpu().tolist()
         for row, i in enumerate(idx):
             out[i] = best[row][: len(windows[i]) - 1]
+    out = distributed.gathered(out)
     return [out[i] for i in range(len(windows))]

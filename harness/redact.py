@@ -1,7 +1,8 @@
 """Secrets are never recorded. The values of environment variables named like *TOKEN*, *KEY*,
 *SECRET* or *PASSWORD*, and the Hugging Face token (HF_TOKEN or the file `hf auth login` writes),
 are replaced by *** wherever they appear (whole or inside a longer value) in what the harness writes:
-params, tags, the resolved config, result.json, tracebacks.
+params, tags, the resolved config, result.json, tracebacks. So is the password of a URL
+(`http://user:PASSWORD@host`, `postgresql://user:PASSWORD@host/db`), whatever its length.
 
 Values shorter than MIN_CHARS are not treated as secrets: they cannot be told apart from ordinary
 values (TOKENIZERS_PARALLELISM=false would otherwise mask every `false`).
@@ -15,6 +16,7 @@ from typing import Any, Iterable, Mapping
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
 MIN_CHARS = 6
 MASK = "***"
+URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")  # scheme://user:password@host
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
@@ -38,12 +40,10 @@ def redact(value: Any, secrets: Iterable[str] | None = None) -> Any:
     """`value` with every secret replaced by ***: strings, and dicts, lists and tuples of them (keys
     included); a number or other value whose text holds a secret becomes *** as a whole."""
     secrets = secret_values() if secrets is None else list(secrets)
-    if not secrets:
-        return value
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, MASK)
-        return value
+        return URL_PASSWORD.sub(rf"\1:{MASK}@", value) if "://" in value else value
     if isinstance(value, dict):
         return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -1,7 +1,9 @@
 """One cell of the grid: task x model x method x seed -> Result (result.json + MLflow run).
 
 The pipeline reads top to bottom; every variation comes from config (`_target_`), so there is no
-branching on task, model or method names here.
+branching on task, model or method names here. Launched on several processes (harness.distributed),
+every process runs the cell; the main one alone decides whether it runs, talks to MLflow, scores and
+writes its files.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import transformers
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from harness import cost, faults, outbox, provenance
+from harness import cost, distributed, faults, outbox, provenance
 from harness.compat import method_unsupported
 from harness.config import config_hash, flatten, to_container
 from harness.redact import redact
@@ -22,38 +24,46 @@ from harness.features import build_features
 from harness.models import load_model, load_tokenizer, with_hub_mirror
 from harness.predict import metered
 from harness.results import FAILED, FINISHED, SKIPPED, Result
-from harness.tracking import Previous, Tracker
+from harness.tracking import NullTracker, Previous, Tracker
 from harness.train import discard_checkpoint, train
 
 
 def run(cfg: DictConfig, out_dir: Path, parent_run_id: str | None = None) -> Result:
     """Run one cell. A failing cell never raises: it is recorded as FAILED with its traceback."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tracker: Tracker = outbox.journaled(instantiate(cfg.tracker), out_dir)  # an unreachable server never stops a cell
+    out_dir, main = Path(out_dir), distributed.is_main()
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    tracker: Tracker = outbox.journaled(instantiate(cfg.tracker), out_dir) if main else NullTracker()
     result = Result(status=FAILED, task=cfg.task.name, model=cfg.model.name, method=cfg.method.name,
                     seed=cfg.seed, config_hash=config_hash(cfg))
     try:
         task = instantiate(cfg.task, _convert_="all")
         plan = task.data_plan(cfg.get("hub_mirror"))  # where the rows are (cheap: nothing is read yet)
-        print(f"[harness] data: {plan.why}", flush=True)
+        if main:
+            print(f"[harness] data: {plan.why}", flush=True)
         local, weights = with_hub_mirror(cfg)         # the model's own copy, when a mirror holds it
         result.config_hash = config_hash(cfg, json.dumps([plan.identity, weights], default=str))
-        previous = _claim(cfg, tracker, result)  # decided before any model or data is loaded
-        if previous is None:
+        previous = _claim(cfg, tracker, result) if main else Previous()  # before any model or data is loaded
+        go, result.status, result.reason = distributed.from_main((previous is not None, result.status, result.reason))
+        if not go:
             return result
         tags = {**provenance.tags(result.config_hash), **provenance.trust_tags(cfg.model),
-                "cell": cell_name(cfg), "seed": str(cfg.seed)}
+                "cell": cell_name(cfg), "seed": str(cfg.seed), "processes": str(distributed.world())}
         tracker.start(run_name(cfg), tags, parent_run_id, resume_run_id=previous.interrupted)
         result.mlflow_run_id = tracker.run_id
-        _record_config(cfg, out_dir, tracker)
+        if main:
+            _record_config(cfg, out_dir, tracker)
         _execute(local, task, plan, out_dir, tracker, result)
     except Exception as err:  # noqa: BLE001 -- any cell failure is recorded, never propagated
-        faults.fail(err, cfg, result, out_dir, tracker)  # diverged, out of memory, disk full: reasons to act on
+        if main:
+            faults.fail(err, cfg, result, out_dir, tracker)  # diverged, out of memory, disk full: reasons to act on
+        else:
+            print(f"[harness] process {distributed.rank()}: {faults.reason(err, cfg, result)}", flush=True)
     finally:
-        result.tracking = outbox.state(tracker)
-        faults.close(result, out_dir, tracker)  # result.json whole or absent; FINISHED only once all is written
-        outbox.settle(tracker, result, out_dir)  # the journal ends the cell; result.json says if MLflow holds it
+        if main:
+            result.tracking = outbox.state(tracker)
+            faults.close(result, out_dir, tracker)  # result.json whole or absent; FINISHED only once all is written
+            outbox.settle(tracker, result, out_dir)  # the journal ends the cell; result.json says if MLflow holds it
         _safe(tracker.release)  # the cell's lock, also when it was skipped once held
     return result
 
@@ -120,20 +130,26 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
                                     cfg.trainer, device), meter
 
         if cfg.trainer.eval_before_training:
-            result.untrained_metrics = task.score(cell.test_rows, evaluate()[0])
-            tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
+            untrained = evaluate()[0]  # every process predicts its share
+            if distributed.is_main():
+                result.untrained_metrics = task.score(cell.test_rows, untrained)
+                tracker.log_metrics({f"untrained.{k}": v for k, v in result.untrained_metrics.items()})
         checkpoints = Path(cfg.checkpoint_dir) / result.config_hash
         stats = train(cell.model, cell.train_features, cell.collate, cfg.trainer, instantiate(cfg.method.optimizer),
                       device, cfg.seed, log=tracker.log_metrics, loss_fn=task.loss,
                       step_hooks=tuple(instantiate(h) for h in cfg.method.get("step_hooks") or ()),
-                      checkpoint_dir=checkpoints)
+                      checkpoint_dir=checkpoints,
+                      accelerator=distributed.accelerator(device, cfg.trainer.grad_accum, cfg.distributed.accelerator))
         predictions, meter = evaluate()
+        distributed.save_model(cell.model, out_dir / "adapter")  # every process: sharded weights are gathered
+    if not distributed.is_main():
+        result.status = FINISHED  # this process's part of the cell; the main process records the cell
+        return
     result.metrics = task.score(cell.test_rows, predictions)
     result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
     result.confidence_intervals = task.confidence_intervals(cell.test_rows, predictions,
                                                             cfg.trainer.bootstrap_resamples, cfg.seed)
     _record_predictions(task, cell, predictions, result, tracker, out_dir)
-    cell.model.save_pretrained(out_dir / "adapter")
     result.cost = _cost(cell.model, stats, meter, peak.bytes, out_dir / "adapter")
     result.cost["estimated_peak_memory_bytes"] = cell.estimated_peak
     result.status = FINISHED

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerFast
 
 from harness.env import cache_dir
+from harness.files import build_once
 from tasks import DATA_DIR
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -81,14 +81,14 @@ def byte_bpe(vocab_size: int = 4096, max_chars: int = 3_000_000, model_max_lengt
     listing = [(str(p.relative_to(DATA_DIR)), p.stat().st_size, f) for p, f in files.items()]  # change -> retrain
     key = hashlib.sha256(f"{vocab_size}-{max_chars}-{listing}".encode()).hexdigest()[:12]
     path = cache_dir("tokenizers") / f"byte_bpe-{vocab_size}-{key}" / "tokenizer.json"
-    if not path.exists():
+
+    def train(tmp: Path) -> None:
         bpe = ByteLevelBPETokenizer()
         bpe.train_from_iterator(_corpus(files, max_chars), vocab_size=vocab_size, min_frequency=2,
                                 special_tokens=list(SPECIAL.values()), show_progress=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         bpe.save(str(tmp))
-        tmp.replace(path)  # atomic: parallel cells never read a half-written file
+
+    build_once(path, train)  # trained by one process; the others wait for it and load its file
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), model_max_length=model_max_length, **SPECIAL)
     if append_eos:
         from tokenizers.processors import TemplateProcessing

@@ -7,6 +7,11 @@ length by default, seeded by seed + epoch. fp16 runs with a gradient scaler. Eve
 random generator's state are saved (harness.checkpoint); a cell whose process was killed resumes from
 there at the exact batch, with the same dropout draws, and ends with the numbers of an uninterrupted
 run. A line every `log_every` steps says where training is.
+
+The loop is the same on one process and on many: accelerate (harness.distributed) prepares the
+model and optimizer (DDP, FSDP2 or DeepSpeed, per `distributed=`), runs the forward pass in the
+cell's precision, and does backward, accumulation and clipping. Each process trains on its share
+of every global batch.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import get_scheduler
 
-from harness import checkpoint
+from harness import checkpoint, distributed
 from harness.batching import batch_tokens, epoch_batches, feature_lengths
 from harness.checkpoint import discard as discard_checkpoint  # noqa: F401 -- harness.run's name for it
 from harness.env import Device
@@ -56,7 +61,7 @@ def model_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 
 
 def save_checkpoint(directory: Path, run: "_Run") -> None:
-    checkpoint.save(directory, run.model, run.optimizer, run.scheduler, run.scaler,
+    checkpoint.save(directory, run.model, run.optimizer.optimizer, run.scheduler, run.scaler,
                     {"stats": asdict(run.stats), "window": list(run.window)})
 
 
@@ -93,20 +98,26 @@ def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
           loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = model_loss,
           step_hooks: tuple[Callable[[torch.nn.Module, int, int], None], ...] = (),
-          checkpoint_dir: Path | None = None) -> TrainStats:
+          checkpoint_dir: Path | None = None, accelerator=None) -> TrainStats:
     """Train for cfg.epochs (or cfg.max_steps optimizer steps); log the loss every cfg.log_every steps.
 
     step_hooks: called as hook(model, step, total_steps) after each optimizer step, before the
-    gradients are cleared; a method's YAML names them (AdaLoRA's rank allocation, say)."""
+    gradients are cleared; a method's YAML names them (AdaLoRA's rank allocation, say).
+    accelerator: harness.distributed.accelerator(...) of the cell (one process when None)."""
+    acc = accelerator or distributed.accelerator(device, cfg.grad_accum)
     lengths, pairs = feature_lengths(features)
     per_epoch = max(1, math.ceil(math.ceil(len(lengths) / cfg.batch_size) / cfg.grad_accum))
     total = cfg.max_steps or per_epoch * cfg.epochs
     optimizer = make_optimizer(model)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total),
                               num_training_steps=total)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.dtype == torch.float16)
-    stats, window = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, scaler)
-    run = _Run(model, optimizer, scheduler, scaler, cfg, device, stats, total, log, loss_fn, step_hooks,
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    if acc.unwrap_model(wrapped) is not model:
+        raise RuntimeError("accelerate returned a new model object; the harness predicts with the one it built")
+    distributed.gather_for_generate(model)
+    scaler = acc.scaler or torch.amp.GradScaler(device.type, enabled=False)
+    stats, window = load_checkpoint(checkpoint_dir, model, optimizer.optimizer, scheduler, scaler)
+    run = _Run(acc, wrapped, model, optimizer, scheduler, scaler, cfg, stats, total, log, loss_fn, step_hooks,
                checkpoint_dir)
     run.window = window  # the losses of a logging window a checkpoint cut
     epoch, skip = divmod(stats.steps, per_epoch)
@@ -114,48 +125,54 @@ def train(model: torch.nn.Module, features, collate: Callable, cfg: DictConfig,
     use_cache = getattr(config, "use_cache", None)
     if use_cache is not None:  # no KV cache in training: packed blocks then keep attention per document
         config.use_cache = False
-    model.train()
+    wrapped.train()
     while stats.steps < total:
         batches = epoch_batches(lengths, cfg.batch_size, seed, epoch, cfg.get("group_by_length", True),
                                 cfg.get("length_group_batches", 100))
-        todo = batches[skip * cfg.grad_accum:]
-        loader = _loader(features, todo, collate, cfg, device, seed * 1_000_003 + epoch)
-        for n, (idx, batch) in enumerate(zip(todo, loader)):
+        todo = [distributed.share(b) for b in batches[skip * cfg.grad_accum:]]  # this process's share of each
+        loader = _loader(features, [idx for idx, _ in todo], collate, cfg, device, seed * 1_000_003 + epoch)
+        for n, ((idx, weight), batch) in enumerate(zip(todo, loader)):
             step_now = (n + 1) % cfg.grad_accum == 0 or n + 1 == len(todo)
-            if run.micro_step(batch, len(idx), *batch_tokens(idx, lengths, pairs), step_now) and stats.steps >= total:
+            counts = batch_tokens(idx, lengths, pairs) if weight else (0, 0)
+            if run.micro_step(batch, weight, len(idx) if weight else 0, *counts, step_now) and stats.steps >= total:
                 break
         epoch, skip = epoch + 1, 0
     stats.seconds = time.perf_counter() - run.start
     if use_cache is not None:
         config.use_cache = use_cache
     model.eval()
-    return stats
+    return run.totals()
 
 
 class _Run:
     """One training run's moving parts, so that a micro-batch is one readable method."""
 
-    def __init__(self, model, optimizer, scheduler, scaler, cfg, device, stats, total, log, loss_fn,
+    def __init__(self, acc, wrapped, model, optimizer, scheduler, scaler, cfg, stats, total, log, loss_fn,
                  step_hooks, checkpoint_dir):
-        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
-        self.cfg, self.device, self.stats, self.total, self.log = cfg, device, stats, total, log
+        self.acc, self.wrapped, self.model = acc, wrapped, model  # wrapped: as prepared (DDP, FSDP, ...)
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
+        self.cfg, self.stats, self.total, self.log = cfg, stats, total, log
         self.loss_fn, self.step_hooks, self.checkpoint_dir = loss_fn, step_hooks, checkpoint_dir
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.window: list[float] = []
+        self.forward = distributed.Forward(wrapped, model)
+        self.window: list[float] = []  # this process's weighted share of each micro-batch's loss
         self.start = time.perf_counter() - stats.seconds      # counts the seconds before a resume
         self.session = (time.perf_counter(), stats.steps, stats.tokens)  # this process's own progress
 
-    def micro_step(self, batch: dict, examples: int, real: int, positions: int, step_now: bool) -> bool:
-        """Forward and backward one micro-batch, then an optimizer step when step_now (every
-        grad_accum micro-batches, and at the epoch's end). Returns whether it stepped."""
-        batch = {k: v.to(self.device.type, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(self.device.type, dtype=self.device.dtype, enabled=self.device.autocast):
-            loss = self.loss_fn(self.model, batch)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"training diverged at step {self.stats.steps + 1}: the loss is {loss.item()}; "
-                                   "lower the learning rate (method.optimizer.lr) or check the data")
-        self.scaler.scale(loss / self.cfg.grad_accum).backward()
-        self.window.append(loss.item())
+    def micro_step(self, batch: dict, weight: float, examples: int, real: int, positions: int,
+                   step_now: bool) -> bool:
+        """Forward and backward one micro-batch (weight: this process's share of the global batch),
+        then an optimizer step when step_now (every grad_accum micro-batches, and at the epoch's end).
+        Returns whether it stepped."""
+        batch = {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
+        with distributed.no_sync(self.acc, self.wrapped, step_now):
+            with self.acc.autocast():
+                loss = self.loss_fn(self.forward, batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training diverged at step {self.stats.steps + 1}: the loss is "
+                                       f"{loss.item()}; lower the learning rate (method.optimizer.lr) or check the data")
+            self.acc.gradient_state._set_sync_gradients(step_now)  # as accelerate's accumulate() sets it (DeepSpeed steps on it)
+            self.acc.backward(loss * weight)  # accelerate divides by the accumulation steps
+        self.window.append(loss.item() * weight / self.acc.num_processes)
         self.stats.examples += examples
         self.stats.tokens += real
         self.stats.positions += positions
@@ -166,10 +183,8 @@ class _Run:
 
     def _optimizer_step(self) -> None:
         stats, cfg = self.stats, self.cfg
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.acc.clip_grad_norm_(self.wrapped.parameters(), cfg.max_grad_norm)  # unscales fp16 gradients first
+        self.optimizer.step()
         self.scheduler.step()
         stats.steps += 1
         for hook in self.step_hooks:
@@ -177,7 +192,8 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         stats.seconds = time.perf_counter() - self.start
         if stats.steps % cfg.log_every == 0 or stats.steps == self.total:
-            stats.losses.append(sum(self.window) / len(self.window))
+            window = distributed.reduce_sum(self.window)  # each micro-batch's loss over the whole global batch
+            stats.losses.append(sum(window) / len(window))
             lr = self.scheduler.get_last_lr()[0]
             self.log({"train_loss": stats.losses[-1], "lr": lr}, stats.steps)
             self._progress(stats.losses[-1], lr)
@@ -185,11 +201,22 @@ class _Run:
         if self.checkpoint_dir and cfg.checkpoint_every and stats.steps % cfg.checkpoint_every == 0:
             save_checkpoint(self.checkpoint_dir, self)
 
+    def totals(self) -> TrainStats:
+        """The run's counts over every process (each counted its own shares)."""
+        stats = self.stats
+        if self.acc.num_processes > 1:
+            stats.examples, stats.tokens, stats.positions = (
+                int(v) for v in distributed.reduce_sum([stats.examples, stats.tokens, stats.positions]))
+        return stats
+
     def _progress(self, loss: float, lr: float) -> None:
-        """One line on the console, whatever the tracker: where training is and how long is left."""
+        """One line on the console (the main process's), whatever the tracker: where training is and
+        how long is left."""
+        if not self.acc.is_main_process:
+            return
         stats, (t0, steps0, tokens0) = self.stats, self.session
         spent = max(time.perf_counter() - t0, 1e-9)
-        rate = (stats.tokens - tokens0) / spent
+        rate = (stats.tokens - tokens0) / spent * self.acc.num_processes  # every process trains as many
         left = spent / max(stats.steps - steps0, 1) * (self.total - stats.steps)
         print(f"[harness] step {stats.steps}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} tokens/s  "
               f"{stats.seconds:.0f} s, ~{left:.0f} s left", flush=True)

@@ -101,8 +101,22 @@ def check(cfg: DictConfig) -> None:
                 if not rule.ok(value)]
     method = OmegaConf.to_container(cfg.method, resolve=True) if "method" in cfg else {}
     problems += [p for key, block in method.items() if key != "supports" for p in _blocks(block, f"method.{key}")]
+    problems += _launch(cfg)
     if problems:
         raise ConfigError(problems)
+
+
+def _launch(cfg: DictConfig) -> list[str]:
+    """The distributed plugin's keys (checked against accelerate's classes), and whether this
+    launch (its number of processes) can run the cell."""
+    from harness.distributed import check as launch_check
+
+    if "distributed" not in cfg:
+        return []
+    settings = OmegaConf.to_container(cfg.distributed.accelerator, resolve=True)
+    problems = [p for key, block in settings.items() for p in _blocks(block, f"distributed.accelerator.{key}")]
+    why = launch_check(cfg)
+    return problems + ([f"distributed={cfg.distributed.name}: {why}"] if why else [])
 
 
 _ABSENT = object()

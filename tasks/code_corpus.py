@@ -74,16 +74,12 @@ class CodeCorpusTask(TokenCompletionTask):
             return self._load_stream(plan, tokenizer)
         if plan.kind != "files":
             return super().load_data(plan)
-        from datasets import Dataset
-
-        from tasks.loading import TaskData, unwrap_generation_error
+        from tasks.loading import TaskData, arrow_from_generator
 
         root = plan.origins["files"].path
         settings = json.dumps([str(root), [p.relative_to(root).as_posix() for p in self._files(root)]])
         key = hashlib.sha256((settings + plan.identity).encode()).hexdigest()[:16]
-        with unwrap_generation_error():  # every file is read (and checked) once, into Arrow
-            rows = Dataset.from_generator(_read_files, features=arrow_features(self.schema), fingerprint=key,
-                                          cache_dir=str(cache_dir("datasets")), gen_kwargs={"settings": settings})
+        rows = arrow_from_generator(_read_files, arrow_features(self.schema), settings, key)  # read (and checked) once
         try:
             chosen = split_by_rank([{"path": p, "i": i} for i, p in enumerate(rows["path"])], "path", self.fractions)
         except ValueError as err:
@@ -104,20 +100,7 @@ class CodeCorpusTask(TokenCompletionTask):
         key = hashlib.sha256(json.dumps([plan.identity, settings, tokenizer_digest(tokenizer)], sort_keys=True,
                                         default=str).encode()).hexdigest()[:16]
         folder = cache_dir("streams") / f"{self.name}-{key}"
-        folder.mkdir(parents=True, exist_ok=True)
-        done = folder / "record.json"
-        if not done.exists():
-            state = stream.StreamBuild(self, plan, tokenizer, folder).run()
-            origin = plan.origins["stream"]
-            record = {"dataset": origin.name, "revision": origin.revision, "data_files": (self.stream or {}).get(
-                "data_files"), "filters": {k: settings[k] for k in ("languages", "licenses", "min_file_bytes",
-                                                                     "max_file_bytes")},
-                      "dedup": dict(self.dedup), "held_out": dict(self.held_out), "budget": self.max_train_tokens,
-                      "budget_reached": state["budget_reached"], "documents_seen": state["seen"],
-                      "documents_kept": dict(state["kept"]), "dropped": dict(state["dropped"]),
-                      "train_tokens": state["tokens"], "shards": state["shards"], "memory": state["memory"]}
-            done.write_text(json.dumps(record, indent=1, default=str))
-        record = json.loads(done.read_text())
+        record = self._built_stream(plan, tokenizer, folder, settings)
         found = stream.splits(folder, record["shards"])
         for split in ("train", "test"):
             if len(found[split]) == 0:
@@ -127,6 +110,33 @@ class CodeCorpusTask(TokenCompletionTask):
         print(f"[harness] stream: {record['documents_seen']:,} documents read, {record['train_tokens']:,} training "
               f"tokens in {record['documents_kept'].get('train', 0):,} documents; dropped {record['dropped']}", flush=True)
         return TaskData(found, plan, plan.documents, details={"stream": {k: v for k, v in record.items() if k != "memory"}})
+
+    def _built_stream(self, plan, tokenizer, folder: Path, settings: dict) -> dict:
+        """The record of the finished build in `folder`, built first where it is missing: by one
+        process at a time (the folder's lock), so processes sharing the cache never write the same
+        shards at once; record.json, written whole and last, marks it finished."""
+        from harness.files import atomic, locked
+        from tasks import stream
+
+        done = folder / "record.json"
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            with locked(done):
+                if not done.exists():  # another process may have finished it while this one waited
+                    state = stream.StreamBuild(self, plan, tokenizer, folder).run()
+                    with atomic(done) as tmp:
+                        tmp.write_text(json.dumps(self._stream_record(plan, settings, state), indent=1, default=str))
+        return json.loads(done.read_text())
+
+    def _stream_record(self, plan, settings: dict, state: dict) -> dict:
+        origin = plan.origins["stream"]
+        return {"dataset": origin.name, "revision": origin.revision, "data_files": (self.stream or {}).get(
+            "data_files"), "filters": {k: settings[k] for k in ("languages", "licenses", "min_file_bytes",
+                                                                 "max_file_bytes")},
+                "dedup": dict(self.dedup), "held_out": dict(self.held_out), "budget": self.max_train_tokens,
+                "budget_reached": state["budget_reached"], "documents_seen": state["seen"],
+                "documents_kept": dict(state["kept"]), "dropped": dict(state["dropped"]),
+                "train_tokens": state["tokens"], "shards": state["shards"], "memory": state["memory"]}
 
     def encode_documents(self, rows: list[dict], tokenizer, family: str, max_length: int) -> list[dict]:
         """Streamed training documents arrive tokenised (their ids counted the budget): packed as

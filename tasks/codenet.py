@@ -32,7 +32,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from harness.env import cache_dir
 from tasks.base import Task
 from tasks.classification import ClassificationTask
 from tasks.retrieval import RetrievalTask
@@ -123,9 +122,7 @@ class CodeNetData(Task):
 
     # ---- the rows --------------------------------------------------------------------------------
     def load_data(self, plan, tokenizer=None):
-        from datasets import Dataset
-
-        from tasks.loading import TaskData, unwrap_generation_error
+        from tasks.loading import TaskData, arrow_from_generator
 
         folder, problems = self._locate()
         full = not self.subset  # a benchmark subset has no metadata to filter on
@@ -136,9 +133,7 @@ class CodeNetData(Task):
             "min": self.min_per_problem, "max": self.max_per_problem, "max_problems": self.max_problems,
             "errors": self.decode_errors}, sort_keys=True)
         key = hashlib.sha256((settings + plan.identity).encode()).hexdigest()[:16]
-        with unwrap_generation_error():  # every chosen file is read once, into Arrow
-            rows = Dataset.from_generator(_rows, features=arrow_features(self.schema), fingerprint=key,
-                                          cache_dir=str(cache_dir("datasets")), gen_kwargs={"settings": settings})
+        rows = arrow_from_generator(_rows, arrow_features(self.schema), settings, key)  # every chosen file, once
         where = f"task {self.name} ({folder})"
         parts = split_indices(rows.data.table.column("problem"), self.fractions, self.split_by, where)
         if self.shuffle:

@@ -3,6 +3,8 @@ made by the task's protocol from the sources a Plan names; and the `data` record
 
 JSONL files stream through the row validator into Arrow once (cached by path, size and mtime); hub
 repos load with `datasets.load_dataset(<local dir>, <config>)` and are checked column by column.
+Each conversion runs under its key's lock (harness.files.locked): processes that want the same rows
+at once (torchrun ranks, nodes sharing HARNESS_CACHE_DIR) convert them once and share the result.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.env import cache_dir
+from harness.files import locked
 from tasks.protocol import build, sources_of, to_documents
 from tasks.schema import DataError, arrow_features, check_table, iter_jsonl
 from tasks.sources import Plan
@@ -55,7 +58,8 @@ def load(task, plan: Plan) -> TaskData:
         ds = build(parts, spec, task.id_field, where, cache_dir("datasets") / "selected")
         if spec.get("documents"):
             key = hashlib.sha256(f"{ds._fingerprint}{spec['documents']}".encode()).hexdigest()[:16]
-            ds = to_documents(ds, spec["documents"], key)
+            with locked(cache_dir("datasets") / "documents" / key):  # its map's cache file, made once
+                ds = to_documents(ds, spec["documents"], key)
         splits[split] = ds
     for name in task.required_splits:
         if name not in splits or len(splits[name]) == 0:
@@ -83,6 +87,12 @@ def _source_split(origin, name: str, schema, id_field, allowed, project: bool, r
 
 
 def _load_hub_dir(origin):
+    key = hashlib.sha256(json.dumps([str(origin.path), origin.config, origin.stamp], default=str).encode())
+    with locked(cache_dir("datasets") / "hub" / key.hexdigest()[:16]):  # converted to Arrow by one process
+        return _read_hub_dir(origin)
+
+
+def _read_hub_dir(origin):
     import datasets
 
     try:
@@ -104,18 +114,24 @@ def _load_hub_dir(origin):
 def jsonl_dataset(path: Path, schema, id_field, allowed, project: bool = False):
     """A JSONL file as an Arrow dataset, validated row by row on its way in; cached by the file's
     path, size and mtime and the schema, so a second cell reads it memory-mapped in milliseconds."""
-    from datasets import Dataset
-
     if not path.is_file():
         raise DataError(f"{path}: missing; expected a JSONL file of the split")
     st = path.stat()
     settings = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, dict(schema), id_field,
                            allowed or {}, project], sort_keys=True, default=str)
     key = hashlib.sha256(settings.encode()).hexdigest()[:16]
-    with unwrap_generation_error():
-        return Dataset.from_generator(_validated_rows, features=arrow_features(schema),
-                                      cache_dir=str(cache_dir("datasets")), fingerprint=key,
-                                      gen_kwargs={"settings": settings})
+    return arrow_from_generator(_validated_rows, arrow_features(schema), settings, key)
+
+
+def arrow_from_generator(generator, features, settings: str, key: str):
+    """The rows of `generator(settings)` as an Arrow dataset cached under `key`, written once by one
+    process under the key's lock (harness.files.locked) while any other that wants it waits; datasets
+    writes it into a `.incomplete` folder it renames when done, so a killed build is never read."""
+    from datasets import Dataset
+
+    with locked(cache_dir("datasets") / "generator" / key), unwrap_generation_error():
+        return Dataset.from_generator(generator, features=features, cache_dir=str(cache_dir("datasets")),
+                                      fingerprint=key, gen_kwargs={"settings": settings})
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness.files import build_once
 from tasks.schema import DataError
 from tasks.splits import bucket
 
@@ -114,36 +115,42 @@ def _sample(n: int, fraction: float, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), int(n * fraction)))
 
 
+class _NotPlain(Exception):
+    """The split is not the plain concatenation of its Arrow files (columns changed, rows added)."""
+
+
 def select_rows(ds, keep: np.ndarray, path: Path | None):
     """The rows at `keep` (ascending) of a split. A split backed by Arrow files is read from them
     batch by batch with plain reads, not through a memory map, and only the kept rows are written to
     `path`: a 10% sample of a 3 GB split then costs one sequential read and neither holds nor maps
-    the other 90% (`Dataset.select` would map every page it passes, `flatten_indices` too)."""
+    the other 90% (`Dataset.select` would map every page it passes, `flatten_indices` too). The file
+    is written once, under its lock, whatever other process wants it (harness.files.build_once)."""
     from datasets import Dataset
 
     files = [f["filename"] for f in ds.cache_files]
     if path is None or ds._indices is not None or not files or not all(os.path.exists(f) for f in files):
         return ds.select(keep)
-    if path.exists():
-        return Dataset.from_file(str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.arrow")
+    try:
+        build_once(path, lambda tmp: _write_rows(ds, files, keep, tmp))
+    except _NotPlain:
+        return ds.select(keep)
+    return Dataset.from_file(str(path))
+
+
+def _write_rows(ds, files: list[str], keep: np.ndarray, target: Path) -> None:
     offset, k, writer, names = 0, 0, None, None
     for name in files:
         for batch in pa.ipc.open_stream(pa.OSFile(name)):
             stop = int(np.searchsorted(keep, offset + batch.num_rows))
             if writer is None:
-                writer, names = pa.ipc.new_stream(pa.OSFile(str(tmp), "wb"), batch.schema), batch.schema.names
+                writer, names = pa.ipc.new_stream(pa.OSFile(str(target), "wb"), batch.schema), batch.schema.names
             if stop > k:
                 writer.write_batch(batch.take(pa.array(keep[k:stop] - offset)))
             offset, k = offset + batch.num_rows, stop
     if writer is not None:
         writer.close()
-    if offset != len(ds) or names != ds.column_names:  # the split is not the plain concatenation of its files
-        tmp.unlink(missing_ok=True)
-        return ds.select(keep)
-    os.replace(tmp, path)
-    return Dataset.from_file(str(path))
+    if offset != len(ds) or names != ds.column_names:
+        raise _NotPlain
 
 
 def to_documents(ds, template: str, fingerprint: str):
