@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, harness_cmd, subprocess_env
+from conftest import ROOT, free_port, harness_cmd, subprocess_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 SHOTS = ROOT / "runs" / "e2e"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _browse(url: str, tmp: Path, shot: str) -> str:
@@ -50,7 +43,7 @@ def test_runs_and_compare_pages_show_the_sweep(in_tmp):
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("codexglue").experiment_id
     cells = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags]
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store,
                            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                           cwd=in_tmp, env=subprocess_env(), stdout=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose, harness_cmd, subprocess_env
+from conftest import compose, free_port, harness_cmd, subprocess_env
 from harness.run import run
 
 SMOKE = ("model=tiny_bert", "trainer=smoke")
@@ -99,15 +99,9 @@ def test_joblib_launcher_runs_cells_in_parallel_under_one_parent(in_tmp):
     assert len({c.data.tags["harness.pid"] for c in children}) == 2  # two worker processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_remote_tracking_server(in_tmp):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{in_tmp}/server.db",

@@ -11,13 +11,14 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from conftest import free_port
 
 DB_USER, DB_NAME = "harness", "mlflow"
 
@@ -33,12 +34,6 @@ def postgres_bin() -> Path | None:
 
 def _version(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else 0 for part in name.split("."))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, chars: int = 3000) -> str:

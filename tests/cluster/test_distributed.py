@@ -4,7 +4,6 @@ presets composed into the accelerate plugins they build."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose, harness_cmd, subprocess_env
-from faults.test_liveness import RACE, _machine, _runs_of
+from faults.test_liveness import _machine, _runs_of, assert_one_holder_per_cell
 from harness import liveness
 from harness.config import flatten, to_container
 from harness.redact import redact
@@ -193,12 +192,4 @@ def test_a_cell_running_on_another_host_is_skipped_until_its_heartbeat_is_stale(
 def test_simultaneous_claims_through_the_server_have_one_winner(server, in_tmp):
     """Four processes claim three cells at the same instants through the server (PostgreSQL numbers
     the lock tickets): each cell has exactly one holder."""
-    start = time.time() + 25  # after every process has imported MLflow
-    instants = [start, start + 2, start + 4]
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, server.uri, json.dumps(instants), str(start + 10)],
-                              cwd=in_tmp, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
-    outs = [p.communicate(timeout=240) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
-    held = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert [sum(h[i] for h in held) for i in range(3)] == [1, 1, 1], held
+    assert_one_holder_per_cell(server.uri, in_tmp)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose, harness_cmd, subprocess_env
+from conftest import compose, free_port, harness_cmd, subprocess_env
 from harness import liveness
 from harness.run import run
 from harness.tracking import MlflowTracker
@@ -111,11 +111,16 @@ time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
 def test_simultaneous_claims_on_one_sqlite_store_have_one_winner(in_tmp):
     """Four processes on this machine, on a store none has created yet, claim three cells at the
     same instants: each cell has exactly one holder."""
-    uri = f"sqlite:///{in_tmp}/runs/mlflow.db"
+    assert_one_holder_per_cell(f"sqlite:///{in_tmp}/runs/mlflow.db", in_tmp)
+
+
+def assert_one_holder_per_cell(uri: str, cwd) -> None:
+    """Four processes claim three cells in the store at `uri` at the same instants (RACE): each
+    cell has exactly one holder."""
     start = time.time() + 25  # after every process has imported MLflow
     instants = [start, start + 2, start + 4]
     procs = [subprocess.Popen([sys.executable, "-c", RACE, uri, json.dumps(instants), str(start + 10)],
-                              cwd=in_tmp, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
     outs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
@@ -216,15 +221,9 @@ def test_retries_are_bounded_and_only_for_a_locked_store():
     assert len(calls) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_cell_lock_holds_across_machines_through_a_tracking_server(in_tmp):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{in_tmp}/server.db",

@@ -18,8 +18,8 @@ import pytest
 from harness import journal
 from harness.outbox import SYNC_TAG, Outbox
 from harness.sync import Sync, main
+from conftest import free_port
 from harness.tracking import MlflowTracker
-from tracking_outage_helpers import free_port
 
 
 @pytest.fixture

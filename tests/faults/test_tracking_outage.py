@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import harness_cmd
+from conftest import free_port, harness_cmd
 from harness import journal
 from harness.outbox import MLFLOW_BOUNDS, Outbox
 from harness.tracking import MlflowTracker
-from tracking_outage_helpers import Server, cell_env, free_port, killing_overrides
+from tracking_outage_helpers import Server, cell_env, killing_overrides
 
 SMOKE = ("model=tiny_bert", "trainer=smoke")
 

@@ -14,13 +14,9 @@ from pathlib import Path
 
 from harness.tracking import MlflowTracker
 
+from conftest import free_port
+
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def refused(port: int) -> bool:
