@@ -14,8 +14,6 @@ from pathlib import Path
 
 from harness.tracking import MlflowTracker
 
-from conftest import free_port
-
 HERE = Path(__file__).resolve().parent
 
 
@@ -39,6 +37,8 @@ class Server:
     """`mlflow server` on 127.0.0.1 (one worker, no job runner) over a sqlite file and an artifact folder."""
 
     def __init__(self, root: Path, port: int | None = None):
+        from conftest import free_port  # the tests' process only; the cell imports this module without it
+
         self.root, self.port = Path(root), port or free_port()
         self.proc: subprocess.Popen | None = None
 
