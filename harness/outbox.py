@@ -226,7 +226,7 @@ def describe(tracker) -> dict:
     root = getattr(tracker, "artifact_root", None)
     if root and "://" not in str(root):
         root = str(Path(root).resolve())
-    return {"class": f"{type(tracker).__module__}.{type(tracker).__qualname__}", "uri": getattr(tracker, "uri", None),
+    return {"class": f"{type(tracker).__module__}.{type(tracker).__qualname__}", "uri": redact(getattr(tracker, "uri", None)),
             "experiment": getattr(tracker, "experiment", None), "artifact_root": root}
 
 

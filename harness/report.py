@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from harness.redact import redact
+
 UI_HINT = "mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"  # loopback: the UI is for this machine
+SERVER_HINT = "{uri}/#/experiments"  # a tracking server serves its own UI
 
 
 def _fmt_bytes(n: float | None) -> str:
@@ -39,7 +42,9 @@ def cell_summary(result: dict[str, Any], tracking_uri: str | None, out_dir: str)
             f"base weights {_fmt_bytes(c['base_weight_bytes'])}, adapter {_fmt_bytes(c['adapter_bytes'])}")
     lines.append(f"result: {out_dir}/result.json")
     if tracking_uri and result.get("mlflow_run_id"):
-        lines.append(f"MLflow run {result['mlflow_run_id']}; open the UI: {UI_HINT.format(uri=tracking_uri)}")
+        uri = redact(tracking_uri)
+        hint = SERVER_HINT if uri.startswith(("http://", "https://")) else UI_HINT
+        lines.append(f"MLflow run {result['mlflow_run_id']}; open the UI: {hint.format(uri=uri.rstrip('/'))}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from harness import journal, outbox
 from harness.journal import JOURNAL, Entries
 from harness.outbox import MLFLOW_BOUNDS
+from harness.redact import MASK
 from harness.replay import PARENT, Replay, Store, complete, synced_state
 
 
@@ -79,6 +80,9 @@ class Sync:
         uri = self.override or (entries.header.get("tracker") or {}).get("uri")
         if not uri:
             raise ValueError("the journal names no tracking URI; pass --tracking-uri")
+        if MASK in uri:
+            raise ValueError(f"the journal's tracking URI {uri} had its password masked when it was "
+                             "recorded; pass --tracking-uri with the password (or a URI without one)")
         if uri not in self._stores:
             self._stores[uri] = Store(uri)
         return self._stores[uri]

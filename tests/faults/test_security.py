@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +19,9 @@ from harness.env import pick_device
 from harness.leaderboard import main as leaderboard
 from harness.models import load_model, load_tokenizer, materialize, safe_loading
 from harness.redact import MASK, redact, secret_values
-from harness.report import UI_HINT
+from harness.outbox import describe
+from harness.report import UI_HINT, cell_summary
+from harness.sync import Sync
 
 HF_TOKEN, API_KEY = "hf_secret123abc", "sk-live-abc123xyz"
 SCRIPT = "<script>alert(1)</script>"
@@ -108,8 +111,20 @@ def test_weights_load_from_safetensors_only(tmp_path):
     load_model(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), {"num_labels": 2})
 
 
+def test_a_password_in_the_tracking_uri_is_masked_in_the_journal_and_on_the_console(tmp_path):
+    tracker = SimpleNamespace(uri="postgresql+psycopg2://me:hunter22xx@db:5432/mlflow")
+    assert describe(tracker)["uri"] == f"postgresql+psycopg2://me:{MASK}@db:5432/mlflow"  # the journal header
+    result = {"task": "t", "model": "m", "method": "lora", "seed": 1, "status": "FAILED", "reason": "x",
+              "mlflow_run_id": "abc"}
+    summary = cell_summary(result, "http://me:hunter22xx@server:5000/", "out")
+    assert "hunter22xx" not in summary and f"http://me:{MASK}@server:5000/#/experiments" in summary
+    with pytest.raises(ValueError, match="masked"):  # sync asks for the URI rather than failing to log in
+        Sync(tmp_path).store(SimpleNamespace(header={"tracker": describe(tracker)}))
+
+
 def test_servers_listen_on_loopback():
-    """Every MLflow server command the harness prints or documents binds 127.0.0.1."""
+    """Every MLflow server command the harness prints or documents binds 127.0.0.1, except the team
+    server of tracker=mlflow_server, which the README documents for a trusted network only."""
     assert "--host 127.0.0.1" in UI_HINT
     sources = [ROOT / "README.md", ROOT / "Makefile", *sorted((ROOT / "harness").rglob("*.py")),
                *sorted((ROOT / "bench").glob("*.py"))]
@@ -117,4 +132,7 @@ def test_servers_listen_on_loopback():
                 for line in path.read_text().splitlines() if re.search(r"mlflow (ui|server) (-|\{)", line)]
     assert commands, "expected the README's mlflow ui commands"
     for name, line in commands:
+        if "--backend-store-uri postgresql" in line and name == "README.md":
+            assert "--host 0.0.0.0" in line and "trusted network" in (ROOT / "README.md").read_text()
+            continue
         assert "--host 127.0.0.1" in line, f"{name}: {line.strip()}"
