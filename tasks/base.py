@@ -37,6 +37,7 @@ class Task(ABC):
     metric_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. lang= for CodeBLEU
     tokenizer_fields: Sequence[str] = ()  # text fields the offline tiny tokenizer is trained on
     baselines: Sequence[Mapping[str, Any]] = ()  # published results: {model, scores: {key: value}, source}
+    syntax_language: str | None = None  # code outputs: also report syntax_valid_rate (metrics/syntax_validity.py)
     naive: str | None = None  # the task's naive baseline: majority | copy_source | most_frequent (None: none applies)
 
     # ---- what each kind implements --------------------------------------------------------------
@@ -119,7 +120,12 @@ class Task(ABC):
         return model(**batch).loss
 
     def score(self, rows, predictions: list) -> dict[str, float]:
-        return metrics.compute(self.metric, self.references(rows), list(predictions), **self.metric_kwargs)
+        scores = metrics.compute(self.metric, self.references(rows), list(predictions), **self.metric_kwargs)
+        if self.syntax_language:  # next to the official metrics, never instead of one
+            from metrics.syntax_validity import KEY, valid_rate
+
+            scores[KEY] = valid_rate(predictions, self.syntax_language)
+        return scores
 
     def confidence_intervals(self, rows, predictions: list, n_resamples: int,
                              seed: int) -> dict[str, list[float]]:

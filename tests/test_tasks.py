@@ -56,8 +56,12 @@ def test_task_runs_and_its_files_rescore(task, model, extra, in_tmp, capsys):
     capsys.readouterr()
     assert metrics_main(rescore(t, result.files)) == 0
     printed = json.loads(capsys.readouterr().out)["unrounded"]
-    for key, value in result.metrics.items():
-        assert printed[key] == pytest.approx(value, abs=1e-9), key
+    extra = {"syntax_valid_rate"} if t.syntax_language else set()  # beside the official metrics
+    assert set(result.metrics) == set(printed) | extra
+    for key in printed:
+        assert printed[key] == pytest.approx(result.metrics[key], abs=1e-9), key
+    if extra:
+        assert 0.0 <= result.metrics["syntax_valid_rate"] <= 1.0
 
 
 @pytest.mark.parametrize("task,model", [("refinement_small", "tiny_bert"), ("completion_line_python", "tiny_bert"),
