@@ -22,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from transformers import SchedulerType
 
+from metrics.code_bleu import LANGS
+
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
 
@@ -59,6 +61,7 @@ RATE = Rule("a finite number >= 0", lambda v: _number(v) and v >= 0)
 POSITIVE_NUMBER = Rule("a finite number > 0", lambda v: _number(v) and v > 0)
 FRACTION = Rule("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1)
 WORKERS = Rule("auto or an integer >= 0", lambda v: v == "auto" or COUNT.ok(v))
+GRAMMAR = Rule(f"null or one of {', '.join(LANGS)}", lambda v: v is None or v in LANGS)  # tree-sitter grammars
 
 
 SCHEMA: dict[str, Rule] = {
@@ -76,6 +79,7 @@ SCHEMA: dict[str, Rule] = {
     "trainer.checkpoint_every": COUNT,
     "model.max_length": POSITIVE, "model.trust_remote_code": FLAG,
     "task.max_source_length": POSITIVE, "task.max_target_length": POSITIVE, "task.query_max_length": POSITIVE,
+    "task.syntax_language": GRAMMAR,
     "method.optimizer.lr": RATE, "method.optimizer.lr_ratio": POSITIVE_NUMBER, "method.optimizer.weight_decay": RATE,
 }
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .aixbench import _broken
+from .aixbench import WRAPPER, _broken
 from .code_bleu import LANGS, _parser
 
-WRAPPERS = {"java": ("class _W {\n", "\n}"), "c_sharp": ("class _W {\n", "\n}")}
+WRAPPERS = {"java": WRAPPER, "c_sharp": WRAPPER}  # a member needs a class body around it
 KEY = "syntax_valid_rate"
 
 

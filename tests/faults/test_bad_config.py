@@ -20,6 +20,8 @@ CASES = [  # (overrides, the one line on stderr)
     (["trainer.max_steps=0"], "config error: trainer.max_steps=0: must be null or a positive integer"),
     (["model.max_length=0"], "config error: model.max_length=0: must be a positive integer"),
     (["task.max_source_length=-1"], "config error: task.max_source_length=-1: must be a positive integer"),
+    (["task=concode", "task.syntax_language=cobol"],
+     "config error: task.syntax_language='cobol': must be null or one of java, javascript, c_sharp, "),
     (["method.optimizer.lr=-0.001"], "config error: method.optimizer.lr=-0.001: must be a finite number >= 0"),
     (["method.optimizer.lr=nan"], "config error: method.optimizer.lr=nan: must be a finite number >= 0"),
     (["method.optimizer.lr=inf"], "config error: method.optimizer.lr=inf: must be a finite number >= 0"),
