@@ -125,6 +125,20 @@ def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device:
                head_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False):
     """Returns (model with the method attached, tokenizer). Trainable parameters are fp32 whatever
     the base's dtype; gradient checkpointing (non-reentrant) recomputes activations in backward."""
+    model, tokenizer = load_base(model_cfg, method_cfg, head, device, head_kwargs)
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model = attach_method(model, model_cfg, method_cfg, HEADS[head])
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model, tokenizer
+
+
+def load_base(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device: Device,
+              head_kwargs: dict[str, Any] | None = None):
+    """Returns (the base model with its head, quantized as the method says, no method attached;
+    tokenizer): what several saved adapters share (harness.evaluate)."""
     tokenizer = load_tokenizer(model_cfg)
     path = model_cfg.path or materialize(model_cfg, tokenizer)
     spec = HEADS[head]
@@ -136,14 +150,7 @@ def load_model(model_cfg: DictConfig, method_cfg: DictConfig, head: str, device:
         kwargs["quantization_config"] = instantiate(
             method_cfg.quantization, bnb_4bit_compute_dtype=device.dtype,
             llm_int8_skip_modules=[*model_cfg.head_modules, *spec.unquantized], _convert_="all")
-    model = spec.auto_class.from_pretrained(path, **kwargs)
-    if gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    model = attach_method(model, model_cfg, method_cfg, spec)
-    for p in model.parameters():
-        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
-            p.data = p.data.float()
-    return model, tokenizer
+    return spec.auto_class.from_pretrained(path, **kwargs), tokenizer
 
 
 def attach_method(model, model_cfg: DictConfig, method_cfg: DictConfig, spec: Head):

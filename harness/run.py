@@ -246,12 +246,13 @@ def _log_data(tracker: Tracker, task, data, record: dict) -> None:
 
 
 def _log_outcome(tracker: Tracker, result: Result, out_dir: Path) -> None:
-    """Scores with their CI bounds, the cost, and the files a user reopens: predictions, adapter config."""
+    """Scores with their CI bounds, the cost, and the files a user reopens: predictions, a PEFT
+    adapter's config and weights (so that its run id is enough for harness.evaluate)."""
     tracker.log_metrics({**result.metrics, **result.cost,
                          **{f"{k}_ci_low": lo for k, (lo, _) in result.confidence_intervals.items()},
                          **{f"{k}_ci_high": hi for k, (_, hi) in result.confidence_intervals.items()}})
     tracker.log_artifact(out_dir / "predictions", "predictions")
-    for name in ("adapter_config.json", "config.json"):
+    for name in ("adapter_config.json", "adapter_model.safetensors", "config.json"):
         if (out_dir / "adapter" / name).exists():
             tracker.log_artifact(out_dir / "adapter" / name, "adapter")
 
