@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.__main__ import quiet
 
     quiet()
-    out = args.out or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = (args.out or Path("runs/evaluate") / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     stdout = sys.stdout
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the harness's own progress lines; stdout is JSON
