@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import flatten, to_container
@@ -268,17 +269,38 @@ def _evaluate_one(cell: Cell, task, model, tokenizer, device, rows, features, me
 
 
 def _merged(cell: Cell, task, model, tokenizer, device, rows, features, out: Path) -> dict:
-    """The active adapter merged into the base weights (PEFT merge_adapter), scored on the same rows,
-    then unmerged. On a 4-bit base PEFT dequantizes, adds and requantizes (rounding enters the
-    merged scores, and the base left after unmerging: README, harness.evaluate)."""
+    """The active adapter merged into the base weights (PEFT merge_adapter), scored on the same rows."""
     if not hasattr(model.base_model, "merge_adapter"):
         raise EvaluateError(f"{cell.run} ({cell.name}): a {model.peft_type} adapter has no weights to merge "
                             "into the base; run without --merge")
+    with merged_into_base(model):
+        return _predict(cell, task, model, tokenizer, device, rows, features, out)
+
+
+@contextlib.contextmanager
+def merged_into_base(model) -> Iterator[None]:
+    """merge_adapter() for the block, then unmerge_adapter() with the base weights put back bit for
+    bit from a copy: unmerging subtracts what merging added, which rounds in fp32 and, on a 4-bit
+    base, quantizes W + BA and then W again (PEFT warns), so the next adapters would otherwise be
+    scored on another base. The copy costs the memory of the adapted layers' base weights."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    saved = []
+    for layer in model.modules():
+        if isinstance(layer, BaseTunerLayer):
+            base = layer.get_base_layer()
+            for name in ("weight", "bias"):
+                param = getattr(base, name, None)
+                if isinstance(param, torch.nn.Parameter):
+                    saved.append((base, name, param, param.data.clone()))
     model.merge_adapter()
     try:
-        return _predict(cell, task, model, tokenizer, device, rows, features, out)
+        yield
     finally:
         model.unmerge_adapter()
+        for base, name, param, data in saved:  # a 4-bit merge replaces the Parameter: the original goes back
+            param.data = data
+            setattr(base, name, param)
 
 
 def _log(cell: Cell, metrics: dict[str, float]) -> str | None:

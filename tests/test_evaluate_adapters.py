@@ -137,3 +137,37 @@ def test_a_run_dir_without_an_adapter_is_refused(cells, tmp_path, capsys):
     assert f"{'0' * 32}: no such MLflow run in" in capsys.readouterr().err
     assert main(["--adapters", str(tmp_path / "nowhere")]) == 2
     assert "neither a cell's output directory nor an MLflow run id" in capsys.readouterr().err
+
+
+def test_merging_into_a_4bit_base_leaves_it_bit_identical(tmp_path, monkeypatch, capsys):
+    """QLoRA on the CPU (bitsandbytes' CPU backend): PEFT's unmerge requantizes, so the base comes
+    back from harness.evaluate's copy; the next adapter then sees the base its cell trained on."""
+    import peft
+    import torch
+    from hydra.utils import instantiate
+
+    from harness.env import pick_device
+    from harness.evaluate import merged_into_base
+    from harness.models import load_base
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose([*SMOKE, "method=qlora", "tracker=none"])
+    assert run(cfg, tmp_path / "qlora").status == "FINISHED"
+    capsys.readouterr()  # the cell's own console lines
+    assert main(["--adapters", str(tmp_path / "qlora"), str(tmp_path / "qlora"), "--merge"]) == 0
+    records = _records(capsys)
+    assert [r["metrics"] for r in records] == [_result(tmp_path / "qlora")["metrics"]] * 2
+    assert all(r["quantized_base"] and r["merged"]["metrics"].keys() == r["metrics"].keys() for r in records)
+    task = instantiate(cfg.task, _convert_="all")
+    base, _ = load_base(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), task.model_kwargs())
+    model = peft.PeftModel.from_pretrained(instantiate(cfg.method.prepare)(base), str(tmp_path / "qlora" / "adapter"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.randint(5, 100, (2, 24))
+    with torch.no_grad():
+        unmerged = model(input_ids=ids).logits
+        with merged_into_base(model):
+            merged = model(input_ids=ids).logits
+        again = model(input_ids=ids).logits
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(again, unmerged)
+    assert 0 < (merged - unmerged).abs().max() < 1e-2  # the 4-bit merge rounds, a little
