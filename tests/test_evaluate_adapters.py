@@ -158,6 +158,7 @@ def test_merging_into_a_4bit_base_leaves_it_bit_identical(tmp_path, monkeypatch,
     records = _records(capsys)
     assert [r["metrics"] for r in records] == [_result(tmp_path / "qlora")["metrics"]] * 2
     assert all(r["quantized_base"] and r["merged"]["metrics"].keys() == r["metrics"].keys() for r in records)
+    assert [r["logged_to"] for r in records] == [None, None]  # tracker=none: no run to log to
     task = instantiate(cfg.task, _convert_="all")
     base, _ = load_base(cfg.model, cfg.method, "sequence_classification", pick_device("cpu"), task.model_kwargs())
     model = peft.PeftModel.from_pretrained(instantiate(cfg.method.prepare)(base), str(tmp_path / "qlora" / "adapter"))
