@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from conftest import compose, harness_cmd, subprocess_env
+from conftest import ROOT, compose, harness_cmd, subprocess_env
 from harness.leaderboard import build, from_runs_dir
 from harness.leaderboard_render import RENDERERS
 from harness.run import run
@@ -132,8 +132,8 @@ def test_a_bad_value_fails_before_loading(value):
                               "directory of source files")
 
 
-def test_a_bad_value_exits_with_one_line(in_tmp):
-    done = subprocess.run(harness_cmd("trainer=smoke", "tracker=none", "trainer.retention=stdlbi"), cwd=in_tmp,
+def test_a_bad_value_exits_with_one_line():
+    done = subprocess.run(harness_cmd("trainer=smoke", "tracker=none", "trainer.retention=stdlbi"), cwd=ROOT,
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "config error: trainer.retention='stdlbi': must be null, stdlib" in done.stderr + done.stdout
