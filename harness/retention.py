@@ -77,11 +77,12 @@ def record(found: dict | None, result, tracker) -> None:
 
 
 def _probe(cfg: DictConfig, tokenizer, seq2seq: bool) -> Probe:
-    """The held-out files of the corpus, tokenised file by file and cut at retention_max_tokens,
-    in windows of the model's max_length (a tail shorter than 2 tokens dropped)."""
+    """The held-out files of the corpus in path order, one window per file (its first
+    model.max_length tokens: many files rather than one long one), until retention_max_tokens."""
     from hydra.utils import instantiate
 
     from harness.tokenizer import task_yaml
+    from tasks.schema import DataError
 
     trainer, value = cfg.trainer, cfg.trainer.retention
     corpus = instantiate({**task_yaml("code_corpus"), "name": "retention", "data_dir": None,  # its machinery, its split
@@ -90,16 +91,19 @@ def _probe(cfg: DictConfig, tokenizer, seq2seq: bool) -> Probe:
                           "exclude": list(trainer.retention_exclude)}, _convert_="all")
     plan = corpus.data_plan()
     rows = corpus.load_data(plan).splits["test"]
-    budget, ids, files, digest = int(trainer.retention_max_tokens), [], [], hashlib.sha256()
+    budget, width = int(trainer.retention_max_tokens), min(int(cfg.model.max_length), int(trainer.retention_max_tokens))
+    windows, files, digest = [], [], hashlib.sha256()
     for row in sorted(rows, key=lambda r: r["path"]):
-        if len(ids) >= budget:
+        left = budget - sum(map(len, windows))
+        if left < 2:
             break
-        ids += _ids(tokenizer, row["text"])
-        files.append(row["path"])
-        digest.update(row["path"].encode() + b"\0" + row["text"].encode() + b"\0")
-    ids = ids[:budget]
-    width = min(int(cfg.model.max_length), budget)
-    windows = [w for w in (ids[i:i + width] for i in range(0, len(ids), width)) if len(w) >= 2]
+        window = _ids(tokenizer, row["text"])[: min(width, left)]
+        if len(window) >= 2:
+            windows.append(window)
+            files.append(row["path"])
+            digest.update(row["path"].encode() + b"\0" + row["text"].encode() + b"\0")
+    if not windows:
+        raise DataError(f"trainer.retention={value}: none of its {len(rows)} held-out files has 2 tokens to score")
     record = {"corpus": value, "root": str(plan.origins["files"].path.resolve()), "files": len(files),
               "held_out_files": len(rows), "tokens": sum(map(len, windows)), "windows": len(windows),
               "window": width, "digest": digest.hexdigest()[:16], "python": platform.python_version(),

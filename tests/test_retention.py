@@ -52,7 +52,7 @@ def test_stdlib_retention_before_after_and_provenance(cells):
     assert kept["measurable"] is True and kept["corpus"] == "stdlib" and kept["python"] == platform.python_version()
     assert Path(kept["root"]) == Path(sysconfig.get_paths()["stdlib"]).resolve()
     assert kept["tokens"] == 2048 and kept["files"] >= 1 and len(kept["digest"]) == 16
-    assert kept["windows"] == 2048 // kept["window"] and kept["scored_as"] == "next token"
+    assert kept["windows"] == kept["files"] > 1 and kept["scored_as"] == "next token"  # one window per file
     # the base is the same loaded model whatever the training seed: the same tokens give the same loss
     other = cells["on1"][1]["retention"]
     assert other["loss_before"] == kept["loss_before"] and other["digest"] == kept["digest"]
