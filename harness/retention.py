@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from harness.env import Device
 
 STDLIB = "stdlib"
-LM_HEADS = ("causal_lm", "seq2seq_lm")  # heads whose own output layer predicts tokens
+LM_HEADS = {"causal_lm": False, "seq2seq_lm": True}  # heads whose output layer predicts tokens: encoder-decoder?
 SCORES = tuple(f"{pre}{name}{post}" for name in ("loss", "token_accuracy")
                for pre, post in (("", "_before"), ("", "_after"), ("delta_", "")))
 
@@ -49,7 +49,7 @@ def before(cfg: DictConfig, task, model, tokenizer, device: Device) -> Probe | d
         return {"corpus": trainer.retention, "measurable": False,
                 "reason": f"the model trains a {head} head on task {task.name}, not a language-model head "
                           f"({' or '.join(LM_HEADS)}), so it has no token loss on a code corpus"}
-    probe = _probe(cfg, tokenizer, head == "seq2seq_lm")
+    probe = _probe(cfg, tokenizer, LM_HEADS[head])
     probe.before = score(model, probe, tokenizer.pad_token_id, trainer.eval_batch_size, device)
     return probe
 
