@@ -22,6 +22,7 @@ from harness.leaderboard_render import RENDERERS
 from harness.leaderboard_stats import Entry, compare_with_best, degenerate, set_interval
 
 COST_KEYS = ("trainable_share", "trainable_params", "peak_memory_bytes", "train_seconds")
+FORGETTING = "retention.delta_loss"  # mean over the seeds that measured it (trainer.retention)
 
 
 @dataclass
@@ -102,6 +103,8 @@ def _entry(records: list[dict], ui_url: str | None = None) -> Entry:
     entry = Entry(records, link=f"{ui_url.rstrip('/')}/{link}" if ui_url and link.startswith("#") else link)
     set_interval(entry, records[0]["primary_metric"], bounds(records[0]["metric"], records[0]["primary_metric"]))
     entry.cost = {k: sum(r["cost"].get(k) or 0 for r in records) / len(records) for k in COST_KEYS}
+    forgetting = [r["metrics"][FORGETTING] for r in records if FORGETTING in (r.get("metrics") or {})]
+    entry.cost[FORGETTING] = sum(forgetting) / len(forgetting) if forgetting else None  # harness/retention.py
     entry.comparable = all((r.get("data") or {}).get("comparable") for r in records)
     return entry
 

@@ -20,8 +20,11 @@ if TYPE_CHECKING:
 LEGEND = ("per task: the mean over seeds with a 95% interval (bootstrap over test examples, seeds averaged) and n "
           "seeds; best in bold; ≈ = not significantly different from the best (paired test over the shared seeds, "
           "Holm-adjusted p ≥ 0.05); n/a = no test possible, with the reason; ⚠ = degenerate (≥ 95% one class, or "
-          "not above the naive baseline); † = not comparable with published results (not the official splits)")
-HEADER = ["model", "method", "score", "seeds", "vs best (p, Holm)", "flags", "trainable", "peak memory", "train s", "run"]
+          "not above the naive baseline); † = not comparable with published results (not the official splits); "
+          "forgetting = retention loss after − before training on held-out code (trainer.retention; > 0: forgot), "
+          "blank where not measured")
+HEADER = ["model", "method", "score", "seeds", "vs best (p, Holm)", "flags", "trainable", "peak memory", "train s",
+          "forgetting (Δ loss)", "run"]
 
 
 def entries(board: Board) -> list[dict]:
@@ -62,8 +65,9 @@ def _flags(e: dict) -> str:
 
 
 def _cost(e: dict) -> list[str]:
-    c = e["cost"]
-    return [f"{100 * c['trainable_share']:.2f}%", f"{c['peak_memory_bytes'] / 2**20:.0f} MiB", f"{c['train_seconds']:.1f}"]
+    c, forgot = e["cost"], e["cost"].get("retention.delta_loss")
+    return [f"{100 * c['trainable_share']:.2f}%", f"{c['peak_memory_bytes'] / 2**20:.0f} MiB",
+            f"{c['train_seconds']:.1f}", "" if forgot is None else f"{forgot:+.4f}"]
 
 
 def _cells(e: dict, bold: Callable[[str], str]) -> list[str]:
@@ -71,7 +75,7 @@ def _cells(e: dict, bold: Callable[[str], str]) -> list[str]:
 
 
 def _reference_cells(ref: dict) -> list[str]:
-    return [ref["kind"], ref["name"], f"{ref['value']:.4f}", "", "reference", ref.get("source", ""), "", "", ""]
+    return [ref["kind"], ref["name"], f"{ref['value']:.4f}", "", "reference", ref.get("source", ""), "", "", "", ""]
 
 
 def md_escape(text: str) -> str:
@@ -85,7 +89,8 @@ def is_web_link(link: str) -> bool:
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "≈": r"$\approx$"}
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "≈": r"$\approx$",
+                 "Δ": r"$\Delta$", "−": "-"}
 
 
 def latex_escape(text: str) -> str:
@@ -120,7 +125,7 @@ def latex(board: Board) -> str:
     esc = latex_escape
     out = []
     for task in board.tasks:
-        out += [rf"% {esc(task)} ({esc(board.metric_names[task])})", r"\begin{tabular}{llrrllrrr}", r"\toprule",
+        out += [rf"% {esc(task)} ({esc(board.metric_names[task])})", r"\begin{tabular}{llrrllrrrr}", r"\toprule",
                 " & ".join(esc(h) for h in HEADER[:-1]) + r" \\", r"\midrule"]
         out += [" & ".join(_latex_cells(e)) + r" \\" for e in entries(board) if e["task"] == task]
         out += [" & ".join(esc(c) for c in _reference_cells(r)) + r" \\" for r in board.references.get(task, [])]
@@ -133,7 +138,7 @@ def as_csv(board: Board) -> str:
     writer = csv.writer(buf)
     cols = ["task", "kind", "model", "method", "metric", "mean", "ci_low", "ci_high", "seeds", "best", "p_value",
             "p_adjusted", "tied_with_best", "untestable_reason", "degenerate", "comparable", "trainable_share",
-            "trainable_params", "peak_memory_bytes", "train_seconds", "link"]
+            "trainable_params", "peak_memory_bytes", "train_seconds", "retention.delta_loss", "link"]
     writer.writerow(cols)
     for e in entries(board):
         row = {**e, **e["cost"], "kind": "entry"}
@@ -170,21 +175,24 @@ def _plain(text: str) -> str:
 
 
 def _plots(board: Board) -> str:
-    """Per task: score against the entries' own trainable parameters and peak memory on that task,
-    the Pareto front, and the reference rows as horizontal lines."""
+    """Per task: score against the entries' own trainable parameters, peak memory and forgetting
+    (retention delta loss, where measured) on that task, the Pareto front, and the reference rows
+    as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     axes_spec = [("trainable_params", "trainable parameters", 1, "log"),
-                 ("peak_memory_bytes", "peak memory (MiB)", 2**20, "linear")]
-    fig, axes = plt.subplots(len(board.tasks), 2, figsize=(11, 4 * len(board.tasks)), squeeze=False)
+                 ("peak_memory_bytes", "peak memory (MiB)", 2**20, "linear"),
+                 ("retention.delta_loss", "forgetting: retention loss after - before", 1, "linear")]
+    fig, axes = plt.subplots(len(board.tasks), 3, figsize=(16, 4 * len(board.tasks)), squeeze=False)
     for i, task in enumerate(board.tasks):
         mine = [e for e in entries(board) if e["task"] == task]
         for j, (key, label, unit, scale) in enumerate(axes_spec):
             ax = axes[i][j]
-            pts = [(max(e["cost"][key], 1) / unit, e["mean"], _plain(f"{e['model']}/{e['method']}")) for e in mine]
+            pts = [((max(e["cost"][key], 1) if scale == "log" else e["cost"][key]) / unit, e["mean"],
+                    _plain(f"{e['model']}/{e['method']}")) for e in mine if e["cost"].get(key) is not None]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts])
             for x, y, name in pts:
                 ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
@@ -196,7 +204,8 @@ def _plots(board: Board) -> str:
                             xycoords=("axes fraction", "data"), fontsize=7, color="grey")
             ax.set_xscale(scale)
             ax.set(xlabel=_plain(f"{label} (on {task})"), ylabel=_plain(f"{task} {board.metric_names[task]}"))
-            ax.legend(fontsize=8)
+            if pts:
+                ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.StringIO()
     fig.savefig(buf, format="svg")

@@ -35,6 +35,7 @@ class Result:
     naive_metrics: dict[str, float] = field(default_factory=dict)  # its scores on the same test split
     prediction_distribution: dict[str, int] | None = None          # predicted classes (classification)
     device: str | None = None
+    retention: dict | None = None  # forgetting on held-out code: provenance, scores or why not measurable
     tracking: dict | None = None  # does the tracker hold this cell? {held, reason, ...} (harness.outbox)
 
     def write(self, out_dir: Path) -> Path:

@@ -15,7 +15,7 @@ import transformers
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from harness import cost, distributed, faults, outbox, provenance
+from harness import cost, distributed, faults, outbox, provenance, retention
 from harness.compat import method_unsupported
 from harness.config import config_hash, flatten, to_container
 from harness.redact import redact
@@ -123,6 +123,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
         if cell is None:
             return
         result.cost["estimated_peak_memory_bytes"] = cell.estimated_peak  # an out-of-memory reason quotes it
+        probe = retention.before(cfg, task, cell.model, cell.tokenizer, device)  # trainer.retention: forgetting
 
         def evaluate() -> tuple[list, dict]:
             with metered() as meter:
@@ -141,12 +142,14 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
                       checkpoint_dir=checkpoints,
                       accelerator=distributed.accelerator(device, cfg.trainer.grad_accum, cfg.distributed.accelerator))
         predictions, meter = evaluate()
+        retained = retention.after(probe, cell.model, cell.tokenizer, cfg.trainer, device)  # every process
         distributed.save_model(cell.model, out_dir / "adapter")  # every process: sharded weights are gathered
     if not distributed.is_main():
         result.status = FINISHED  # this process's part of the cell; the main process records the cell
         return
     result.metrics = task.score(cell.test_rows, predictions)
     result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
+    retention.record(retained, result, tracker)
     result.confidence_intervals = task.confidence_intervals(cell.test_rows, predictions,
                                                             cfg.trainer.bootstrap_resamples, cfg.seed)
     _record_predictions(task, cell, predictions, result, tracker, out_dir)

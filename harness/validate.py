@@ -16,6 +16,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -61,6 +62,8 @@ RATE = Rule("a finite number >= 0", lambda v: _number(v) and v >= 0)
 POSITIVE_NUMBER = Rule("a finite number > 0", lambda v: _number(v) and v > 0)
 FRACTION = Rule("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1)
 WORKERS = Rule("auto or an integer >= 0", lambda v: v == "auto" or COUNT.ok(v))
+RETENTION = Rule("null, stdlib or an existing directory of source files",  # harness/retention.py
+                 lambda v: v is None or v == "stdlib" or (isinstance(v, str) and Path(v).expanduser().is_dir()))
 GRAMMAR = Rule(f"null or one of {', '.join(LANGS)}", lambda v: v is None or v in LANGS)  # tree-sitter grammars
 
 
@@ -76,7 +79,7 @@ SCHEMA: dict[str, Rule] = {
     "trainer.group_by_length": FLAG, "trainer.length_group_batches": POSITIVE,
     "trainer.gradient_checkpointing": FLAG, "trainer.compile": FLAG,
     "trainer.generation_cache": one_of("static", "dynamic"), "trainer.data_workers": WORKERS,
-    "trainer.checkpoint_every": COUNT,
+    "trainer.checkpoint_every": COUNT, "trainer.retention": RETENTION, "trainer.retention_max_tokens": POSITIVE,
     "model.max_length": POSITIVE, "model.trust_remote_code": FLAG,
     "task.max_source_length": POSITIVE, "task.max_target_length": POSITIVE, "task.query_max_length": POSITIVE,
     "task.syntax_language": GRAMMAR,
