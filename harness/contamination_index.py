@@ -1,0 +1,140 @@
+"""Near-duplicate search for the contamination check: MinHash signatures of code-token shingles,
+with datasketch's MinHashLSH over the TEST split only.
+
+Only the test split is indexed (its signatures and the LSH tables); the train and validation splits
+and a corpus directory are streamed past it one batch / one file at a time, so their size is bounded
+by disk, never by memory (BigCloneBench's 901k train pairs, a pretraining corpus). A candidate the
+LSH returns counts as a near-duplicate when its estimated Jaccard (the share of equal signature
+slots) reaches the threshold; exact Jaccard is computed for the few reported examples only.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+TOKEN = re.compile(r"\w+|[^\w\s]")  # code tokens: identifiers/numbers, and each punctuation mark
+BATCH = 512
+
+
+def tokens(text: str) -> list[str]:
+    """Code tokens of a text: `foo(a,b)` and `foo ( a , b )` (CodeXGLUE's pre-tokenised fields)
+    give the same tokens."""
+    return TOKEN.findall(text)
+
+
+def shingles(text: str, size: int) -> set[bytes]:
+    """The set of `size`-token shingles of a text (one shingle of all tokens when it is shorter)."""
+    found = tokens(text)
+    if not found:
+        return set()
+    return {" ".join(found[i:i + size]).encode("utf-8") for i in range(max(1, len(found) - size + 1))}
+
+
+def exact_jaccard(a: str, b: str, size: int) -> float:
+    sa, sb = shingles(a, size), shingles(b, size)
+    return len(sa & sb) / len(sa | sb) if sa or sb else 0.0
+
+
+def row_text(row: dict, names: list[str]) -> str:
+    """A row's encoded fields as one text (token-list fields joined by spaces)."""
+    parts = (row[n] for n in names if row.get(n) is not None)
+    return "\n".join(" ".join(p) if isinstance(p, list) else str(p) for p in parts)
+
+
+def split_rows(ds, names: list[str]) -> Iterator[str]:
+    """The texts of a split, streamed in batches of the named Arrow columns only."""
+    if hasattr(ds, "column_names"):
+        for batch in ds.select_columns(names).iter(batch_size=BATCH):
+            columns = [batch[n] for n in names]
+            for values in zip(*columns):
+                yield row_text(dict(zip(names, values)), names)
+    else:  # a list of dicts
+        for row in ds:
+            yield row_text(row, names)
+
+
+def corpus_files(root: Path, extensions: list[str] | None, max_bytes: int) -> Iterator[tuple[str, str]]:
+    """(relative path, text) of every file under root, in sorted order, read one at a time; files
+    above max_bytes or of other extensions are passed over."""
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(folder) / name
+            if extensions and path.suffix not in extensions:
+                continue
+            if not path.is_file() or path.stat().st_size > max_bytes:
+                continue
+            yield str(path.relative_to(root)), path.read_text(encoding="utf-8", errors="replace")
+
+
+@dataclass
+class Match:
+    other: object          # the train/validation row index, or the corpus file's path
+    estimated: float       # share of equal MinHash slots
+
+
+@dataclass
+class TestIndex:
+    """MinHash signatures and LSH of the test split; `query` streams another source past it."""
+    threshold: float
+    num_perm: int
+    shingle: int
+    signatures: np.ndarray = field(default=None)  # (test rows, num_perm) uint32; empty rows all-max
+    empty: int = 0                                # test rows without a code token (never matched)
+
+    def _minhashes(self, texts: Iterable[str]):
+        from datasketch import MinHash
+
+        sets = [shingles(t, self.shingle) for t in texts]
+        return sets, MinHash.bulk([list(s) for s in sets], num_perm=self.num_perm)
+
+    def build(self, texts: Iterable[str]) -> None:
+        from datasketch import MinHashLSH
+
+        self.lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        chunks, start = [], 0
+        for batch in _batches(texts):
+            sets, hashes = self._minhashes(batch)
+            with self.lsh.insertion_session() as session:
+                for i, (s, m) in enumerate(zip(sets, hashes)):
+                    if s:
+                        session.insert(start + i, m, check_duplication=False)
+                    else:
+                        self.empty += 1
+            chunks.append(np.stack([m.hashvalues.astype(np.uint32) for m in hashes]))
+            start += len(batch)
+        self.signatures = np.concatenate(chunks) if chunks else np.zeros((0, self.num_perm), np.uint32)
+
+    def query(self, items: Iterable[tuple[object, str]]) -> tuple[dict[int, Match], int]:
+        """For each test row with a near-duplicate among the items (key, text), its closest one;
+        and how many items were read."""
+        found: dict[int, Match] = {}
+        seen = 0
+        for batch in _batches(items):
+            seen += len(batch)
+            sets, hashes = self._minhashes(text for _, text in batch)
+            for (key, _), s, m in zip(batch, sets, hashes):
+                if not s:
+                    continue
+                values = m.hashvalues.astype(np.uint32)
+                for test in self.lsh.query(m):
+                    estimated = float(np.mean(self.signatures[test] == values))
+                    if estimated >= self.threshold and (test not in found or estimated > found[test].estimated):
+                        found[test] = Match(key, estimated)
+        return found, seen
+
+
+def _batches(items: Iterable, size: int = BATCH) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
