@@ -114,7 +114,7 @@ def contamination(cfg: DictConfig) -> dict:
               "tokens": TOKENS, "fields": task.encoded_fields(), "corpus": settings.corpus, **summary,
               "share": summary.get("train_test_near_duplicates", 0) / summary["test_rows"],
               "contaminated_test_rows_count": len(dirty), "clean_test_rows": summary["test_rows"] - len(dirty),
-              "metric": task.metric, "metric_kwargs": dict(task.metric_kwargs),
+              "metric": task.metric, "metric_kwargs": dict(task.metric_kwargs), "syntax_language": task.syntax_language,
               "examples": examples(task, data.splits, found, settings)}
     path = report_path(settings.out_dir, task.name, data.digest)
     path.parent.mkdir(parents=True, exist_ok=True)
