@@ -24,10 +24,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import register_resolvers
-from harness.contamination_index import TestIndex, corpus_files, exact_jaccard, row_text, split_rows
+from harness.contamination_index import FIELD_SEP, TestIndex, corpus_files, exact_jaccard, row_text, split_rows
 
 register_resolvers()
-TOKENS = r"code tokens \w+|[^\w\s] (identifiers, numbers, each punctuation mark)"
+TOKENS = r"code tokens \w+|[^\w\s] (identifiers, numbers, each punctuation mark), shingled per field"
 SNIPPET = 100
 
 
@@ -50,7 +50,7 @@ def _fields(ds, task, split: str) -> list[str]:
 
 
 def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(text.replace(FIELD_SEP, " | ").split())
     return flat if len(flat) <= SNIPPET else flat[:SNIPPET] + "..."
 
 

@@ -27,12 +27,18 @@ def tokens(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
+FIELD_SEP = "\x1e"  # between a row's fields: no shingle spans two fields, so their order does not matter
+
+
 def shingles(text: str, size: int) -> set[bytes]:
-    """The set of `size`-token shingles of a text (one shingle of all tokens when it is shorter)."""
-    found = tokens(text)
-    if not found:
-        return set()
-    return {" ".join(found[i:i + size]).encode("utf-8") for i in range(max(1, len(found) - size + 1))}
+    """The set of `size`-token shingles of each field of a text (one shingle of all its tokens when
+    a field is shorter)."""
+    out: set[bytes] = set()
+    for part in text.split(FIELD_SEP):
+        found = tokens(part)
+        if found:
+            out |= {" ".join(found[i:i + size]).encode("utf-8") for i in range(max(1, len(found) - size + 1))}
+    return out
 
 
 def exact_jaccard(a: str, b: str, size: int) -> float:
@@ -43,7 +49,7 @@ def exact_jaccard(a: str, b: str, size: int) -> float:
 def row_text(row: dict, names: list[str]) -> str:
     """A row's encoded fields as one text (token-list fields joined by spaces)."""
     parts = (row[n] for n in names if row.get(n) is not None)
-    return "\n".join(" ".join(p) if isinstance(p, list) else str(p) for p in parts)
+    return FIELD_SEP.join(" ".join(p) if isinstance(p, list) else str(p) for p in parts)
 
 
 def split_rows(ds, names: list[str]) -> Iterator[str]:
