@@ -62,7 +62,11 @@ def check(task, splits: dict, settings: DictConfig) -> tuple[dict, dict[str, dic
     summary: dict[str, Any] = {"test_rows": len(test), "test_rows_without_tokens": index.empty}
     found: dict[str, dict] = {}
     for split in settings.splits:
-        if split == "test" or split not in splits:
+        if split not in ("train", "validation"):
+            raise ContaminationError(f"contamination.splits: {split!r} is not a split compared with test; "
+                                     "expected train and/or validation")
+        if split not in splits:
+            print(f"[contamination] task {task.name} has no {split} split; not compared", flush=True)
             continue
         ds = splits[split]
         found[split], summary[f"{split}_rows"] = index.query(enumerate(split_rows(ds, _fields(ds, task, split))))

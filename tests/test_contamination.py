@@ -21,7 +21,7 @@ NATURAL = {11: 24}          # a real duplicate in Devign itself: ids 372 and 165
 
 
 def _edit(func: str) -> str:
-    """A small edit: the first `return` becomes `return (void)0,` ... a one-token change."""
+    """A small edit: a comment after the first `return` (two tokens more)."""
     return func.replace("return", "return /* edited */", 1)
 
 
@@ -113,10 +113,15 @@ def test_the_check_is_an_mlflow_run_with_counts_and_the_report(checked):
         f"contamination/{Path(out['report']).name}"]
 
 
-def test_a_missing_corpus_is_a_one_line_error(data):
-    done = _contamination(data, f"contamination.corpus={data / 'nowhere'}", "tracker=none")
+@pytest.mark.parametrize("override, message", [
+    ("contamination.corpus=NOWHERE", "not a directory"),
+    ("contamination.threshold=1.5", "expected a Jaccard in (0, 1]"),
+    ("contamination.splits=[trian]", "'trian' is not a split compared with test"),
+])
+def test_bad_settings_are_a_one_line_error(data, override, message):
+    done = _contamination(data, override.replace("NOWHERE", str(data / "nowhere")), "tracker=none")
     assert done.returncode == 2
-    assert "contamination.corpus=" in done.stderr and "not a directory" in done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def _leaderboard(root: Path, *args: str) -> subprocess.CompletedProcess:
