@@ -19,6 +19,8 @@ import numpy as np
 
 TOKEN = re.compile(r"\w+|[^\w\s]")  # code tokens: identifiers/numbers, and each punctuation mark
 BATCH = 512
+BATCH_CHARS = 4_000_000
+HASH_CHUNK = 20_000  # shingles hashed at once (a 128 x 20,000 uint64 array: 20 MB)
 
 
 def tokens(text: str) -> list[str]:
@@ -94,10 +96,20 @@ class TestIndex:
     empty: int = 0                                # test rows without a code token (never matched)
 
     def _minhashes(self, texts: Iterable[str]):
+        """Shingle sets and MinHashes of texts. One prototype's permutations serve every MinHash
+        (as MinHash.bulk), and a large set is hashed in chunks: datasketch's update_batch makes a
+        (num_perm x shingles) array, 2 GB for a 10 MB file at once."""
         from datasketch import MinHash
 
-        sets = [shingles(t, self.shingle) for t in texts]
-        return sets, MinHash.bulk([list(s) for s in sets], num_perm=self.num_perm)
+        if not hasattr(self, "_prototype"):
+            self._prototype = MinHash(num_perm=self.num_perm)
+        sets, hashes = [shingles(t, self.shingle) for t in texts], []
+        for found in sets:
+            m, values = self._prototype.copy(), list(found)
+            for i in range(0, len(values), HASH_CHUNK):
+                m.update_batch(values[i:i + HASH_CHUNK])
+            hashes.append(m)
+        return sets, hashes
 
     def build(self, texts: Iterable[str]) -> None:
         from datasketch import MinHashLSH
@@ -135,12 +147,16 @@ class TestIndex:
         return found, seen
 
 
-def _batches(items: Iterable, size: int = BATCH) -> Iterator[list]:
+def _batches(items: Iterable, size: int = BATCH, max_chars: int = BATCH_CHARS) -> Iterator[list]:
+    """Lists of up to `size` items and about `max_chars` characters of text (a corpus of large
+    files never holds more than that, with its shingle sets, at once)."""
     batch: list = []
+    chars = 0
     for item in items:
         batch.append(item)
-        if len(batch) == size:
+        chars += len(item if isinstance(item, str) else item[1])
+        if len(batch) == size or chars >= max_chars:
             yield batch
-            batch = []
+            batch, chars = [], 0
     if batch:
         yield batch
