@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the test examples one run gets right and the other wrong (MLflow run ids "
                              "or run directories)")
     parser.add_argument("--limit", type=int, default=20, help="examples shown by --diff")
+    parser.add_argument("--clean-only", action="store_true", help="rescore every entry on the test rows without a "
+                        "near-duplicate (the report of python -m harness.contamination; harness/leaderboard_clean.py)")
+    parser.add_argument("--contamination-dir", type=Path, default=Path("runs/contamination"),
+                        help="where --clean-only finds the contamination reports")
     args = parser.parse_args(argv)
     import os
 
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(diff(*args.diff, uri, args.cache_dir, args.limit))
         return 0
     records = from_runs_dir(args.runs_dir) if args.runs_dir else from_mlflow(uri, args.experiment, args.cache_dir)
+    if args.clean_only:
+        from harness.leaderboard_clean import clean
+
+        records = clean(records, args.contamination_dir)
     text = RENDERERS[args.format](build(records, args.ui_url))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

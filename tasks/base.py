@@ -136,6 +136,16 @@ class Task(ABC):
                                     n_resamples=n_resamples, seed=seed, **self.metric_kwargs)
         return {k: [float(lo), float(hi)] for k, (lo, hi) in found.items()}
 
+    def encoded_fields(self) -> list[str]:
+        """The row fields the task encodes (what its `*_template`s and `text_fields` read): the text
+        a contamination check compares (harness/contamination.py)."""
+        import dataclasses
+
+        from tasks.encoding import template_fields
+
+        templates = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name.endswith("_template")]
+        return template_fields(*templates, *("{%s}" % f for f in getattr(self, "text_fields", ())))
+
     # ---- data --------------------------------------------------------------------------------------
     def data_plan(self, hub_mirror: str | None = None):
         """Where the rows come from (tasks.sources): cheap, nothing is read."""
