@@ -184,6 +184,7 @@ def annotate(result: dict, ret: Any, block: dict) -> None:
         client = MlflowClient(uri)
         for key, value in tags.items():
             client.set_tag(run_id, key, value[:5000])
+        client.log_artifact(run_id, str(path))  # the leaderboard built from MLflow reads this copy
 
 
 def _need_validation(cfg: DictConfig, where: str) -> None:
