@@ -109,3 +109,13 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(in_tmp):
     tags = MlflowClient(f"sqlite:///{in_tmp}/runs/mlflow.db").get_run(cells[0]["mlflow_run_id"]).data.tags
     assert tags["search.state"] == "FAIL"
     assert "no trial finished" in done.stdout
+
+
+def test_a_time_budget_stops_asking_for_trials(in_tmp):
+    done = _search(in_tmp, "method=ia3", "hydra.sweeper.n_trials=5", "hparams_search.budget_seconds=1",
+                   "hparams_search.final_seeds=[0]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = _studies(in_tmp)["ia3"]
+    assert len(study.trials) == 1  # a whole cell takes longer than 1 s: the budget is spent after one trial
+    final = [c for c in _cells(in_tmp) if c["search"]["role"] == "final"]
+    assert len(final) == 1 and final[0]["search"]["search_seconds"] >= 1
