@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,7 +60,11 @@ class Search:
 
         overrides = OverridesParser.create().parse_overrides(arguments)
         combos = BasicSweeper.split_arguments(overrides, None)[0]  # the plain sweep: one study each
-        studies = [(combo, self._study(combo)) for combo in combos]  # every refusal before any cell runs
+        try:
+            studies = [(combo, self._study(combo)) for combo in combos]  # every refusal before any cell runs
+        except SearchError as err:
+            print(f"hparams_search: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
         returns: list[Any] = []
         for combo, (study, space, cfg) in studies:
             returns += self._trials(study, combo, space, cfg)

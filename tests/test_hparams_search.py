@@ -47,7 +47,13 @@ def test_every_method_has_its_own_space_and_hashes_are_unchanged():
     assert config_hash(compose(["trainer.score_split=validation"])) != plain
 
 
-def test_a_task_without_validation_is_refused():
+def test_a_task_without_validation_is_refused(in_tmp):
+    done = subprocess.run(harness_cmd("-m", "+hparams_search=equal_budget", "task=search_adv", "model=tiny_bert"),
+                          cwd=in_tmp, env=dict(subprocess_env(), PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "task search_adv (search_adv x tiny_bert x lora): no validation split (it has train, test)" in done.stderr
+    assert not list(in_tmp.rglob("result.json"))  # refused before any cell ran
     with pytest.raises(SearchError, match="task search_adv .*no validation split .*never on test"):
         _need_validation(compose(["task=search_adv"]), "search_adv")
     with pytest.raises(SearchError, match="method.search.lr.key=optimizer.nope"):
