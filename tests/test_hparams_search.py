@@ -101,7 +101,6 @@ def test_equal_budget_search_then_final_cells_then_resume(in_tmp):
     assert len([c for c in _cells(in_tmp) if c["method"] == "ia3" and c["search"]["role"] == "trial"]) == 3
 
 
-@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_search_goes_on(in_tmp):
     bad = ["method=lora", "hydra.sweeper.n_trials=2", "hparams_search.final_seeds=[0]",
            "method.search.lora_dropout.distribution.low=1.5", "method.search.lora_dropout.distribution.high=2.0"]
