@@ -13,9 +13,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # Keys that say where a cell runs or is recorded, not what it computes: left out of the config hash.
-NOT_HASHED = ("tracker", "rerun", "device", "distributed", "hydra", "checkpoint_dir", "hub_mirror", "estimate")
+NOT_HASHED = ("tracker", "rerun", "device", "distributed", "hydra", "checkpoint_dir", "hub_mirror", "estimate",
+              "hparams_search")  # how a search is run (harness/search.py), not what a cell computes
 # Nested keys that only describe a cell (published results shown beside it): left out as well.
-NOT_HASHED_NESTED = (("task", "baselines"),)
+NOT_HASHED_NESTED = (("task", "baselines"), ("method", "search"))  # search: the space, not the values
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -53,6 +54,8 @@ def config_hash(cfg: DictConfig, data_identity: str | None = None) -> str:
     for group, key in NOT_HASHED_NESTED:
         if isinstance(content.get(group), dict):
             content[group] = {k: v for k, v in content[group].items() if k != key}
+    if (content.get("trainer") or {}).get("score_split") == "test":  # the default: hashes as before the key
+        del content["trainer"]["score_split"]
     if data_identity is not None:
         content["data_identity"] = data_identity
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

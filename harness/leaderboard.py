@@ -125,7 +125,8 @@ def references(task: str, records: list[dict]) -> list[dict]:
 
 
 def build(records: list[dict], ui_url: str | None = None) -> Board:
-    finished = [r for r in records if r.get("status") == "FINISHED"]
+    finished = [r for r in records if r.get("status") == "FINISHED"
+                and (r.get("data") or {}).get("score_split", "test") == "test"]  # a search's trials score validation
     if not finished:
         raise SystemExit("leaderboard: no FINISHED runs found")
     grouped: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))

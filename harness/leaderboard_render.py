@@ -41,8 +41,15 @@ def entries(board: Board) -> list[dict]:
                         "seed_std": e.seed_std, "best": e.best, "p_value": e.p_value, "p_adjusted": e.p_adjusted,
                         "tied_with_best": e.tied_with_best, "untestable_reason": e.untestable_reason,
                         "degenerate": e.degenerate, "comparable": e.comparable, "why_not_comparable": why_not,
-                        "cost": e.cost, "link": e.link})
+                        "cost": e.cost, "link": e.link, "search": _search(e.records)})
     return out
+
+
+def _search(records: list[dict]) -> dict | None:
+    """A searched entry's search (harness/search.py writes it on its final cells): best of N trials
+    on validation, their cost and spread, the failed and pruned counts; None for a plain entry."""
+    block = next((r["search"] for r in records if (r.get("search") or {}).get("role") == "final"), None)
+    return {k: v for k, v in block.items() if k != "role"} if block else None
 
 
 def _score(e: dict, bold: Callable[[str], str]) -> str:
@@ -61,6 +68,9 @@ def _versus(e: dict) -> str:
 
 def _flags(e: dict) -> str:
     flags = ([f"⚠ {e['degenerate']}"] if e["degenerate"] else []) + ([] if e["comparable"] else ["†"])
+    if s := e.get("search"):
+        flags.append(f"best of {s['trials']} trials (validation {s['validation_score']:.4f}, trials "
+                     f"{s['spread']['min']:.4f}..{s['spread']['max']:.4f}, search {s['search_seconds']:.0f} s)")
     return "; ".join(flags)
 
 

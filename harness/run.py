@@ -178,11 +178,16 @@ def _prepare(cfg: DictConfig, task, plan, device: Device, tracker: Tracker, resu
         model.compile()
     max_length = min(task.max_source_length, cfg.model.max_length)
     train_rows = _first(data.splits["train"], cfg.trainer.max_train_examples)
-    test_rows = _first(data.splits["test"], cfg.trainer.max_eval_examples)
+    split = cfg.trainer.get("score_split", "test")  # validation: a search's trials (harness/search.py)
+    if split not in data.splits:
+        raise ValueError(f"trainer.score_split={split}: task {task.name} has no {split} split "
+                         f"(it has {', '.join(data.splits)})")
+    result.data["score_split"] = split
+    test_rows = _first(data.splits[split], cfg.trainer.max_eval_examples)
     train_features = build_features(task, train_rows, plan.identity, tokenizer, family, max_length,
                                     documents="train" in data.documents, label="train")
     test_features = build_features(task, test_rows, plan.identity, tokenizer, family, max_length,
-                                   for_training=False, label="test")
+                                   for_training=False, label=split)
     return _Cell(model, tokenizer, task.collator(tokenizer, family), train_features, test_rows, test_features,
                  _estimate(cfg), None if "train" in data.documents else data.splits["train"])
 

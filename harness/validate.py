@@ -80,6 +80,7 @@ SCHEMA: dict[str, Rule] = {
     "trainer.gradient_checkpointing": FLAG, "trainer.compile": FLAG,
     "trainer.generation_cache": one_of("static", "dynamic"), "trainer.data_workers": WORKERS,
     "trainer.checkpoint_every": COUNT, "trainer.retention": RETENTION, "trainer.retention_max_tokens": POSITIVE,
+    "trainer.score_split": one_of("test", "validation"),
     "model.max_length": POSITIVE, "model.trust_remote_code": FLAG,
     "task.max_source_length": POSITIVE, "task.max_target_length": POSITIVE, "task.query_max_length": POSITIVE,
     "task.syntax_language": GRAMMAR,
