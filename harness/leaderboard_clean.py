@@ -54,7 +54,8 @@ def rescore(record: dict, report: dict) -> dict:
         from metrics.syntax_validity import KEY, valid_rate
 
         scores[KEY] = valid_rate(preds, report["syntax_language"])
-    clean = {k: v for k, v in record.items() if k not in ("files", "naive_metrics")}  # full-test files and naive
+    clean = {k: v for k, v in record.items() if k != "naive_metrics"}  # the naive baseline saw the full test set
+    clean["_keep_rows"] = keep  # paired tests and per-example statistics on the clean rows (leaderboard_stats)
     clean["metrics"], clean["primary_value"] = scores, scores[record["primary_metric"]]
     clean["confidence_intervals"] = _intervals(record, refs, preds, kwargs)
     clean["clean_only"] = {"report": report["_path"], "rows": len(keep), "left_out": len(found[0]) - len(keep)}

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,9 @@ def predictions_of(record: dict) -> tuple[list, list] | None:
     gold, pred = (base / Path(files[k]).name for k in ("gold", "predictions"))
     if not (gold.is_file() and pred.is_file()):
         return None
-    return _read(record["metric"], str(gold), str(pred))
+    refs, preds = _read(record["metric"], str(gold), str(pred))
+    keep = record.get("_keep_rows")  # --clean-only: the test rows without a near-duplicate
+    return (refs, preds) if keep is None else ([refs[k] for k in keep], [preds[k] for k in keep])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -93,7 +95,9 @@ def stats_of(record: dict):
         return None
     base = Path(record["_dir"]) / "predictions"
     kept = str(Path(record["_cache"]) / f"stats-{record['metric']}.npy") if record.get("_cache") else None
-    return _stats(record["metric"], *(str(base / Path(files[k]).name) for k in ("gold", "predictions")), kept)
+    found = _stats(record["metric"], *(str(base / Path(files[k]).name) for k in ("gold", "predictions")), kept)
+    keep = record.get("_keep_rows")
+    return found if keep is None else replace(found, rows=found.rows[np.asarray(keep, dtype=int)])
 
 
 def _seed_average(stats: list, key: str, seed: int) -> np.ndarray:

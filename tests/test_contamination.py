@@ -133,10 +133,12 @@ def test_clean_only_rescores_a_real_cell_without_the_contaminated_rows(checked):
     from harness.leaderboard_stats import predictions_of
 
     root, out, _ = checked
-    cell = subprocess.run(harness_cmd("task=defect", f"task.data_dir={root / 'data'}", "model=tiny_bert",
-                                      "trainer=smoke", "tracker=none", f"hydra.run.dir={root / 'cells' / 'one'}"),
-                          cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
-    assert cell.returncode == 0, cell.stdout[-2000:] + cell.stderr[-2000:]
+    for name, method in (("one", "lora"), ("two", "ia3")):  # two entries: the paired test runs on the clean rows too
+        cell = subprocess.run(harness_cmd("task=defect", f"task.data_dir={root / 'data'}", "model=tiny_bert",
+                                          f"method={method}", "trainer=smoke", "tracker=none",
+                                          f"hydra.run.dir={root / 'cells' / name}"),
+                              cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+        assert cell.returncode == 0, cell.stdout[-2000:] + cell.stderr[-2000:]
     record = {**json.loads((root / "cells" / "one" / "result.json").read_text()), "_dir": str(root / "cells" / "one")}
     refs, preds = predictions_of(record)
     dirty = set(json.loads(Path(out["report"]).read_text())["contaminated_test_rows"])
@@ -147,8 +149,11 @@ def test_clean_only_rescores_a_real_cell_without_the_contaminated_rows(checked):
     full = json.loads(_leaderboard(root).stdout)
     clean = _leaderboard(root, "--clean-only", "--contamination-dir", str(root / "reports"))
     assert clean.returncode == 0, clean.stderr[-2000:]
-    assert [row["defect"]["mean"] for row in json.loads(clean.stdout)["rows"]] == [pytest.approx(expected)]
-    assert [row["defect"]["mean"] for row in full["rows"]] == [pytest.approx(record["primary_value"])]
+    rows = {row["method"]: row["defect"] for row in json.loads(clean.stdout)["rows"]}
+    assert rows["lora"]["mean"] == pytest.approx(expected)
+    assert {row["method"]: row["defect"]["mean"] for row in full["rows"]}["lora"] == pytest.approx(record["primary_value"])
+    other = rows["lora"] if rows["ia3"]["best"] else rows["ia3"]
+    assert other["untestable_reason"] is None and 0 <= other["p_value"] <= 1  # McNemar on the 11 clean rows
     assert "5 of 16 test rows left out" in clean.stderr
 
 
