@@ -122,7 +122,9 @@ def references(task: str, records: list[dict]) -> list[dict]:
 
 
 def build(records: list[dict], ui_url: str | None = None) -> Board:
-    finished = [r for r in records if r.get("status") == "FINISHED"]
+    from harness.leaderboard_multitask import expand
+
+    finished = expand([r for r in records if r.get("status") == "FINISHED"])  # a multi-task cell: one entry per member
     if not finished:
         raise SystemExit("leaderboard: no FINISHED runs found")
     grouped: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
