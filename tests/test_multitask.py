@@ -57,6 +57,30 @@ def test_only_the_tasks_present_count_and_unlabelled_examples_add_nothing():
         balanced_loss(SUMS, COUNTS, PROBS, TASK, "mean")
 
 
+@pytest.mark.parametrize("model,head", [("tiny_llama", "causal_lm"), ("tiny_t5", "seq2seq_lm"),
+                                        ("tiny_llama_prompt", "causal_lm")])
+def test_token_losses_add_up_to_the_models_own_loss(model, head):
+    """Per-example token sums over all examples / all tokens = the head's own mean loss (prompt
+    masked, padding, virtual tokens of prompt tuning)."""
+    from harness.env import pick_device
+    from harness.models import load_model
+    from tasks.multitask_loss import token_losses
+
+    name, method = (model.split("_prompt")[0], "prompt") if model.endswith("_prompt") else (model, "lora")
+    cfg = compose([f"model={name}", f"method={method}"])
+    net, _ = load_model(cfg.model, cfg.method, head, pick_device("cpu"))
+    net.eval()
+    torch.manual_seed(0)
+    ids = torch.randint(10, 4000, (3, 24))
+    labels = ids.clone() if head == "causal_lm" else torch.randint(10, 4000, (3, 12))
+    labels[:, :5] = -100 if head == "causal_lm" else labels[:, :5]
+    labels[2, 9:] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    sums, counts, probs = token_losses(net, batch)
+    assert float(sums.sum() / counts.sum()) == pytest.approx(float(net(**batch).loss), abs=1e-5)
+    assert bool((probs <= counts).all()) and bool((probs > 0).all())
+
+
 # ---- config ------------------------------------------------------------------------------------
 def test_each_balance_is_its_own_cell():
     hashes = {b: config_hash(_multitask(f"multitask.balance={b}")) for b in ("equal", "samples", "focal")}
