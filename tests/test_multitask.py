@@ -149,6 +149,9 @@ def test_mlflow_gets_every_member_metric(cells):
     logged = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(multi.mlflow_run_id).data.metrics
     assert {"multitask.mean_primary", "concode.bleu", "translation_java_cs.bleu",
             "translation_java_cs.codebleu"} <= set(logged)
+    for task in MEMBERS:  # each member's official files, in its own folder of the run's artifacts
+        files = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).list_artifacts(multi.mlflow_run_id, f"predictions/{task}")
+        assert len(files) == 2, task
 
 
 def test_the_leaderboard_shows_the_multitask_entry_in_both_columns(cells):
