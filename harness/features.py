@@ -41,7 +41,8 @@ def _code_digest(task) -> str:
     """The source of the task's classes and of tasks/encoding.py: changed encoding code, new cache."""
     import tasks.encoding
 
-    modules = {inspect.getmodule(c) for c in type(task).__mro__ if c.__module__.startswith("tasks.")}
+    classes = [c for t in (task, *getattr(task, "members", ())) for c in type(t).__mro__]  # a composite's members too
+    modules = {inspect.getmodule(c) for c in classes if c.__module__.startswith("tasks.")}
     text = "".join(inspect.getsource(m) for m in sorted(modules | {tasks.encoding}, key=lambda m: m.__name__))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

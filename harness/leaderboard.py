@@ -125,8 +125,10 @@ def references(task: str, records: list[dict]) -> list[dict]:
 
 
 def build(records: list[dict], ui_url: str | None = None) -> Board:
-    finished = [r for r in records if r.get("status") == "FINISHED"
-                and (r.get("data") or {}).get("score_split", "test") == "test"]  # a search's trials score validation
+    from harness.leaderboard_multitask import expand
+
+    finished = expand([r for r in records if r.get("status") == "FINISHED"  # a multi-task cell: one entry per member
+                       and (r.get("data") or {}).get("score_split", "test") == "test"])  # a search's trials: validation
     if not finished:
         raise SystemExit("leaderboard: no FINISHED runs found")
     grouped: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))

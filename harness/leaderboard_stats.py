@@ -54,7 +54,7 @@ def predictions_of(record: dict) -> tuple[list, list] | None:
     files = record.get("files") or {}
     if not files.get("gold") or not files.get("predictions"):
         return None
-    base = Path(record["_dir"]) / "predictions"
+    base = Path(record.get("_predictions") or Path(record["_dir"]) / "predictions")  # a multi-task member: its subfolder
     gold, pred = (base / Path(files[k]).name for k in ("gold", "predictions"))
     if not (gold.is_file() and pred.is_file()):
         return None
@@ -93,7 +93,7 @@ def stats_of(record: dict):
     files = record.get("files") or {}
     if predictions_of(record) is None:
         return None
-    base = Path(record["_dir"]) / "predictions"
+    base = Path(record.get("_predictions") or Path(record["_dir"]) / "predictions")  # a multi-task member: its subfolder
     kept = str(Path(record["_cache"]) / f"stats-{record['metric']}.npy") if record.get("_cache") else None
     found = _stats(record["metric"], *(str(base / Path(files[k]).name) for k in ("gold", "predictions")), kept)
     keep = record.get("_keep_rows")

@@ -23,6 +23,7 @@ class Result:
     primary_metric: str | None = None
     primary_value: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)          # unrounded, official scale
+    per_task: dict[str, dict[str, float]] = field(default_factory=dict)  # multi-task cells: member -> metrics
     confidence_intervals: dict[str, list[float]] = field(default_factory=dict)
     untrained_metrics: dict[str, float] = field(default_factory=dict)  # same model, before training
     cost: dict[str, float] = field(default_factory=dict)

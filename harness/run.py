@@ -150,6 +150,7 @@ def _execute(cfg: DictConfig, task, plan, out_dir: Path, tracker: Tracker, resul
     result.metrics = task.score(cell.test_rows, predictions)
     result.primary_metric, result.primary_value = task.primary_metric, result.metrics[task.primary_metric]
     retention.record(retained, result, tracker)
+    result.per_task = task.per_task(result.metrics)  # a multi-task cell: each member's scores
     result.confidence_intervals = task.confidence_intervals(cell.test_rows, predictions,
                                                             cfg.trainer.bootstrap_resamples, cfg.seed)
     _record_predictions(task, cell, predictions, result, tracker, out_dir)
@@ -208,7 +209,6 @@ def _record_predictions(task, cell: _Cell, predictions: list, result: Result, tr
     """The official prediction files, the distribution of predicted classes, the naive baseline on
     the same test split, and the per-example results as an MLflow table."""
     import metrics
-    from metrics.registry import per_example
 
     files = task.write_predictions(cell.test_rows, predictions, out_dir / "predictions")
     result.files = {k: str(v) for k, v in files.items()}
@@ -220,9 +220,10 @@ def _record_predictions(task, cell: _Cell, predictions: list, result: Result, tr
         tracker.log_metrics({f"naive.{k}": v for k, v in result.naive_metrics.items()})
     if result.prediction_distribution:
         tracker.log_metrics({f"predicted.{k}": v for k, v in result.prediction_distribution.items()})
-    refs, preds = metrics.registry.spec(task.metric).read(str(files["gold"]), str(files["predictions"]))
-    table = {"example": list(range(len(refs))), "reference": [_short(r) for r in refs],
-             "prediction": [_short(p) for p in preds], **per_example(task.metric, refs, preds)}
+    columns = task.example_columns(files)
+    table = {"example": list(range(len(columns["reference"]))), **columns,
+             "reference": [_short(r) for r in columns["reference"]],
+             "prediction": [_short(p) for p in columns["prediction"]]}
     tracker.log_table(table, "per_example.json")
 
 

@@ -241,6 +241,10 @@ class MlflowTracker:
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
 
+        if len(digest) > 36:  # MLflow's limit; a multi-task member's split (`<task>/validation`) is longer
+            import hashlib
+
+            digest = hashlib.sha256(digest.encode()).hexdigest()[:36]
         dataset = MetaDataset(resolve_dataset_source(source), name=name, digest=digest)
         tag = InputTag("mlflow.data.context", context)
         self._client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), [tag])])

@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from transformers import SchedulerType
 
 from metrics.code_bleu import LANGS
+from tasks.multitask import config_problems as multitask_problems
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
@@ -110,6 +111,7 @@ def check(cfg: DictConfig) -> None:
     method = OmegaConf.to_container(cfg.method, resolve=True) if "method" in cfg else {}
     problems += [p for key, block in method.items() if key != "supports" for p in _blocks(block, f"method.{key}")]
     problems += _launch(cfg)
+    problems += multitask_problems(cfg)
     if problems:
         raise ConfigError(problems)
 

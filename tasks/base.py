@@ -127,6 +127,17 @@ class Task(ABC):
             scores[KEY] = valid_rate(predictions, self.syntax_language)
         return scores
 
+    def per_task(self, scores: dict[str, float]) -> dict[str, dict[str, float]]:
+        """Scores nested by member task (a multi-task cell, tasks.multitask); {} for one task."""
+        return {}
+
+    def example_columns(self, files: dict[str, Path]) -> dict[str, list]:
+        """Per-example reference, prediction and scores, read back from the official files."""
+        from metrics.registry import per_example, spec
+
+        refs, preds = spec(self.metric).read(str(files["gold"]), str(files["predictions"]))
+        return {"reference": refs, "prediction": preds, **per_example(self.metric, refs, preds)}
+
     def confidence_intervals(self, rows, predictions: list, n_resamples: int,
                              seed: int) -> dict[str, list[float]]:
         """Bootstrap 95% CI of every metric over the test examples (seeded)."""
