@@ -77,6 +77,10 @@ def clean(records: list[dict], reports: Path) -> list[dict]:
         if record.get("status") != "FINISHED":
             out.append(record)
             continue
+        if record.get("per_task"):  # its members' rows are not matched to the members' reports: said, not scored
+            print(f"leaderboard --clean-only: multi-task run {record.get('mlflow_run_id') or record.get('_dir')} "
+                  f"left out (its members' test rows are not matched to contamination reports)", file=sys.stderr)
+            continue
         key = (record["task"], record.get("data_digest"))
         if key not in seen:
             seen[key] = load_report(reports, *key)
