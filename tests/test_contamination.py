@@ -165,3 +165,17 @@ def test_clean_only_refuses_a_task_without_a_report(checked, tmp_path):
     assert done.returncode != 0
     assert "no contamination report for task defect" in done.stderr
     assert "python -m harness.contamination task=defect" in done.stderr
+
+
+@pytest.mark.parametrize("task, train, test, found, in_validation", [
+    ("defect", 1898, 581, 8, 1), ("concode", 1795, 2000, 7, 2), ("clone_bcb", 817, 380, 6, 5),
+])
+def test_the_figures_of_the_shipped_data_readme(tmp_path, task, train, test, found, in_validation):
+    """tasks/data/README.md ("Contamination") quotes these counts of the shipped splits."""
+    cmd = [sys.executable, "-m", "harness.contamination", f"task={task}", "tracker=none",
+           f"contamination.out_dir={tmp_path / 'reports'}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (out["train_rows"], out["test_rows"], out["train_test_near_duplicates"]) == (train, test, found)
+    assert out["validation_test_near_duplicates"] == in_validation
