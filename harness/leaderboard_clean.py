@@ -56,7 +56,8 @@ def rescore(record: dict, report: dict) -> dict:
         scores[KEY] = valid_rate(preds, report["syntax_language"])
     clean = {k: v for k, v in record.items() if k != "naive_metrics"}  # the naive baseline saw the full test set
     clean["_keep_rows"] = keep  # paired tests and per-example statistics on the clean rows (leaderboard_stats)
-    clean["metrics"], clean["primary_value"] = scores, scores[record["primary_metric"]]
+    kept = {k: v for k, v in (record.get("metrics") or {}).items() if k.startswith("retention.")}  # not test rows
+    clean["metrics"], clean["primary_value"] = {**kept, **scores}, scores[record["primary_metric"]]
     clean["confidence_intervals"] = _intervals(record, refs, preds, kwargs)
     clean["clean_only"] = {"report": report["_path"], "rows": len(keep), "left_out": len(found[0]) - len(keep)}
     return clean

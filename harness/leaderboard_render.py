@@ -77,7 +77,7 @@ def _flags(e: dict) -> str:
 def _cost(e: dict) -> list[str]:
     c, forgot = e["cost"], e["cost"].get("retention.delta_loss")
     return [f"{100 * c['trainable_share']:.2f}%", f"{c['peak_memory_bytes'] / 2**20:.0f} MiB",
-            f"{c['train_seconds']:.1f}", "" if forgot is None else f"{forgot:+.4f}"]
+            f"{c['train_seconds']:.1f}", "" if forgot is None else f"{forgot:+.3g}"]
 
 
 def _cells(e: dict, bold: Callable[[str], str]) -> list[str]:

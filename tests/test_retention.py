@@ -80,7 +80,7 @@ def test_leaderboard_shows_forgetting(cells):
     mean = sum(cells[c][1]["metrics"]["retention.delta_loss"] for c in ("on0", "on1")) / 2
     entry = board.rows[("tiny_llama", "lora")]["code_corpus"]
     assert entry.cost["retention.delta_loss"] == pytest.approx(mean)
-    assert "forgetting (Δ loss)" in RENDERERS["md"](board) and f"{mean:+.4f}" in RENDERERS["md"](board)
+    assert "forgetting (Δ loss)" in RENDERERS["md"](board) and f"{mean:+.3g}" in RENDERERS["md"](board)
     rows = RENDERERS["csv"](board).splitlines()
     assert float(rows[1].split(",")[rows[0].split(",").index("retention.delta_loss")]) == pytest.approx(mean)
     shown = json.loads(RENDERERS["json"](board))["rows"][0]["code_corpus"]["cost"]["retention.delta_loss"]
