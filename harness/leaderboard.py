@@ -124,9 +124,31 @@ def references(task: str, records: list[dict]) -> list[dict]:
     return rows
 
 
+def current_searches(records: list[dict]) -> list[dict]:
+    """A search's final cells as of its latest summary (the most trials, harness/search.py): when a
+    larger n_trials found other best params, the earlier finals are left out, not averaged in."""
+    latest: dict[str, dict] = {}
+    for r in records:
+        block = r.get("search") or {}
+        if block.get("role") == "final" and block["trials"] >= latest.get(block["study"], {}).get("trials", -1):
+            latest[block["study"]] = block
+    out = []
+    for r in records:
+        block = r.get("search") or {}
+        now = latest.get(block.get("study")) if block.get("role") == "final" else None
+        if now is not None and block["best_params"] != now["best_params"]:
+            print(f"leaderboard: {r.get('mlflow_run_id') or r.get('_dir')} left out: a final cell of search "
+                  f"{block['study']} after {block['trials']} trials; its best params changed at {now['trials']}",
+                  file=sys.stderr)
+            continue
+        out.append(r if now is None else {**r, "search": now})
+    return out
+
+
 def build(records: list[dict], ui_url: str | None = None) -> Board:
     from harness.leaderboard_multitask import expand
 
+    records = current_searches(records)
     finished = expand([r for r in records if r.get("status") == "FINISHED"  # a multi-task cell: one entry per member
                        and (r.get("data") or {}).get("score_split", "test") == "test"])  # a search's trials: validation
     if not finished:

@@ -183,12 +183,29 @@ def annotate(result: dict, ret: Any, block: dict) -> None:
         tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     uri, run_id = OmegaConf.select(ret.cfg, "tracker.uri"), record.get("mlflow_run_id")
     if uri and run_id:
-        from mlflow import MlflowClient
+        _annotate_run(uri, run_id, record, block)
 
-        tags = {f"search.{k}": json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in block.items()}
-        client = MlflowClient(uri)
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value[:5000])
+
+def _annotate_run(uri: str, run_id: str, record: dict, block: dict) -> None:
+    """The search on the cell's MLflow run. A SKIPPED cell names the FINISHED run it repeats: that
+    run's own result.json gets the block (its record, never the skip's, which would hide it)."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    tags = {f"search.{k}": json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in block.items()}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value[:5000])
+    with tempfile.TemporaryDirectory() as tmp:
+        if record.get("status") != "FINISHED":
+            record = json.loads(Path(client.download_artifacts(run_id, "result.json", tmp)).read_text())
+            if record.get("status") != "FINISHED":
+                return
+            record["search"] = block
+        path = Path(tmp) / "upload" / "result.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
         client.log_artifact(run_id, str(path))  # the leaderboard built from MLflow reads this copy
 
 

@@ -94,11 +94,22 @@ def test_equal_budget_search_then_final_cells_then_resume(in_tmp):
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_studies(in_tmp)["lora"].trials) == 2
     assert len([c for c in _cells(in_tmp) if c["search"]["role"] == "trial"]) == 4  # no trial rerun
+    from_mlflow = subprocess.run([sys.executable, "-m", "harness.leaderboard", "--format", "json"], cwd=in_tmp,
+                                 env=dict(subprocess_env(), PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                                 timeout=300)  # the skipped finals leave their FINISHED runs' records as they were
+    assert from_mlflow.returncode == 0, from_mlflow.stderr[-2000:]
+    assert {r["method"]: r["defect"]["seeds"] for r in json.loads(from_mlflow.stdout)["rows"]} == {"lora": 2, "ia3": 2}
 
     more = _search(in_tmp, "method=ia3", "hydra.sweeper.n_trials=3", "hparams_search.final_seeds=[0,1]")
     assert more.returncode == 0, more.stderr[-3000:]
     assert len(_studies(in_tmp)["ia3"].trials) == 3  # the same study, one new trial
     assert len([c for c in _cells(in_tmp) if c["method"] == "ia3" and c["search"]["role"] == "trial"]) == 3
+    board = subprocess.run([sys.executable, "-m", "harness.leaderboard", "--runs-dir", "runs/multirun", "--format", "json"],
+                           cwd=in_tmp, env=dict(subprocess_env(), PYTHONPATH=str(ROOT)), capture_output=True,
+                           text=True, timeout=300)
+    ia3 = {r["method"]: r["defect"] for r in json.loads(board.stdout)["rows"]}["ia3"]
+    assert ia3["search"]["trials"] == 3 and ia3["seeds"] == 2  # the latest search's finals only
+    assert ia3["search"]["best_params"] == _studies(in_tmp)["ia3"].best_params
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(in_tmp):
