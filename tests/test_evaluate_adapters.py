@@ -16,7 +16,8 @@ from conftest import ROOT, compose, subprocess_env
 from harness.evaluate import main
 from harness.run import run
 
-SMOKE = ["model=tiny_bert", "task=clone_bcb", "trainer=smoke", "tracker=mlflow"]
+# seed 3: the session shares one MLflow store, and test_run.py runs the seed-0 cell of this config
+SMOKE = ["model=tiny_bert", "task=clone_bcb", "trainer=smoke", "tracker=mlflow", "seed=3"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_a_cell_on_another_base_is_refused_by_name(cells, tmp_path, monkeypatch,
     assert narrow.status == "FINISHED", narrow.reason
     assert main(["--adapters", str(cells["lora"]), str(tmp_path / "narrow")]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'narrow'} (clone_bcb/tiny_bert/lora/seed0) does not share the base of {cells['lora']}" in err
+    assert f"{tmp_path / 'narrow'} (clone_bcb/tiny_bert/lora/seed3) does not share the base of {cells['lora']}" in err
     assert "model.build.config.hidden_size: 32 here, 64 there" in err
 
 
@@ -124,14 +125,14 @@ def test_a_cell_without_a_peft_adapter_is_refused(method, why, cells, tmp_path, 
     assert other.status == "FINISHED", other.reason
     assert main(["--adapters", str(cells["lora"]), str(tmp_path / method)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path / method} (clone_bcb/tiny_bert/{method}/seed0): method {method} {why}" in err
+    assert f"{tmp_path / method} (clone_bcb/tiny_bert/{method}/seed3): method {method} {why}" in err
 
 
 def test_a_run_dir_without_an_adapter_is_refused(cells, tmp_path, capsys):
     bare = tmp_path / "bare"
     shutil.copytree(cells["lora"], bare, ignore=shutil.ignore_patterns("adapter"))
     assert main(["--adapters", str(cells["lora"]), str(bare)]) == 2
-    assert f"{bare} (clone_bcb/tiny_bert/lora/seed0): no adapter, {bare}/adapter/adapter_config.json is missing" \
+    assert f"{bare} (clone_bcb/tiny_bert/lora/seed3): no adapter, {bare}/adapter/adapter_config.json is missing" \
         in capsys.readouterr().err
     assert main(["--adapters", "0" * 32, "--tracking-uri", os.environ["MLFLOW_TRACKING_URI"]]) == 2
     assert f"{'0' * 32}: no such MLflow run in" in capsys.readouterr().err

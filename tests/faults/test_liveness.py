@@ -137,7 +137,9 @@ def test_heartbeat_must_be_shorter_than_its_timeout():
 def test_heartbeat_advances_while_a_cell_runs_and_lock_is_released_at_the_end(in_tmp):
     proc = subprocess.Popen(harness_cmd(*SMOKE, "trainer.max_steps=100000", "trainer.max_train_examples=64",
                                         "trainer.log_every=1000", "tracker.heartbeat_interval=0.5"),
-                            cwd=in_tmp, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=in_tmp, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            # a shell's background job ignores SIGINT, and the child would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     uri = f"sqlite:///{in_tmp}/runs/mlflow.db"
     try:
         beats = _heartbeats(proc, uri, until=time.time() + 240)
@@ -146,7 +148,11 @@ def test_heartbeat_advances_while_a_cell_runs_and_lock_is_released_at_the_end(in
         assert len(tickets) == 1 and tickets[0].tags["harness.pid"] == str(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)  # the cell ends (KILLED or FAILED); heartbeat and lock stop with it
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never left running, training for ever, after a failure
+            raise
     client = _client(uri)
     [run_] = client.search_runs([client.get_experiment_by_name("codexglue").experiment_id])
     assert run_.info.status != "RUNNING"
