@@ -54,8 +54,12 @@ def config_hash(cfg: DictConfig, data_identity: str | None = None) -> str:
     for group, key in NOT_HASHED_NESTED:
         if isinstance(content.get(group), dict):
             content[group] = {k: v for k, v in content[group].items() if k != key}
-    if (content.get("trainer") or {}).get("score_split") == "test":  # the default: hashes as before the key
-        del content["trainer"]["score_split"]
+    trainer = content.get("trainer") or {}
+    if trainer.get("score_split") == "test":  # the default: hashes as before the key
+        del trainer["score_split"]
+    if "retention" in trainer and trainer["retention"] is None:  # off: its settings change nothing computed
+        for key in [k for k in trainer if k.startswith("retention")]:
+            del trainer[key]
     if data_identity is not None:
         content["data_identity"] = data_identity
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

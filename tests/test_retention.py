@@ -137,3 +137,15 @@ def test_a_bad_value_exits_with_one_line():
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "config error: trainer.retention='stdlbi': must be null, stdlib" in done.stderr + done.stdout
+
+
+def test_retention_off_hashes_as_before_the_keys_existed():
+    """With trainer.retention=null its settings change nothing a cell computes, so finished cells
+    recorded before the keys existed are still found (skipped, resumed) by their hash."""
+    from harness.config import config_hash
+
+    plain = config_hash(compose([]))
+    assert config_hash(compose(["trainer.retention_max_tokens=64"])) == plain
+    assert config_hash(compose(["trainer.retention=stdlib"])) != plain
+    assert (config_hash(compose(["trainer.retention=stdlib", "trainer.retention_max_tokens=64"]))
+            != config_hash(compose(["trainer.retention=stdlib"])))
